@@ -1,0 +1,191 @@
+"""Fetch one raw data file from its canonical URL or a local mirror, verified and atomic.
+
+Every raw file the pipeline reads passes through :func:`fetch`, so a result can be traced
+to bytes with a known SHA-256.  The file is written to a temporary name next to ``dest``
+and renamed only after verification: a truncated or corrupt transfer never lands at
+``dest``, where a rerun (or Snakemake) would trust it.
+
+Two kinds of checksum exist because the local mirror's ``ENZYMES.zip`` is a rebuilt
+archive: its inner files are byte-identical to the canonical ones, the zip bytes are not.
+``members`` therefore verifies the inner files of a zip, which holds for both the canonical
+and the mirror archive, while ``sha256`` verifies a whole file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from gsmoe.io import atomic_path
+
+__all__ = ["ChecksumError", "DownloadError", "fetch", "resolve_source", "sha256_file"]
+
+_CHUNK = 1 << 20
+_URL_SCHEMES = ("http", "https", "file")
+_HTTP_TIMEOUT_S = 60
+
+
+class ChecksumError(ValueError):
+    """A fetched file (or a member of a fetched zip) does not have the expected SHA-256."""
+
+
+class DownloadError(OSError):
+    """A network transfer failed or ended early."""
+
+
+def resolve_source(base: str, relpath: str) -> str:
+    """Join a canonical base URL or a mirror (folder or URL) with a file's relative path.
+
+    The mirror reproduces the layout below the canonical base URL, so the same relative
+    path (``ind.cora.x``, ``ENZYMES.zip``) addresses a file in either place.
+    """
+    rel = PurePosixPath(relpath)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise ValueError(f"relpath must be a relative path without '..', got {relpath!r}")
+    if urllib.parse.urlsplit(base).scheme in _URL_SCHEMES:
+        return f"{base.rstrip('/')}/{rel.as_posix()}"
+    return str(Path(base) / rel)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (the PubMed features are several MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(
+    source: str,
+    dest: Path,
+    sha256: str | None = None,
+    members: dict[str, str] | None = None,
+) -> None:
+    """Copy ``source`` to ``dest`` and verify it before it appears at ``dest``.
+
+    Args:
+        source: ``http(s)://`` or ``file://`` URL, or a plain local path (the mirror).
+        dest: final path; its folder is created.
+        sha256: expected hex SHA-256 of the whole file.
+        members: for a zip archive, ``{inner path: expected hex SHA-256}``; each listed
+            member must exist with that hash (unlisted extra members are allowed).
+
+    With neither ``sha256`` nor ``members`` only the transfer is atomic: nothing is
+    verified.
+
+    Raises:
+        ChecksumError: a hash differs (the message names the file, both hashes and the fix).
+        FileNotFoundError: a local or ``file://`` source does not exist.
+        DownloadError: a network error or a transfer shorter than announced.
+    """
+    dest = Path(dest)
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
+            _copy_source(source, out)
+        if sha256 is not None:
+            _check(f"{source} (for {dest})", sha256, sha256_file(tmp))
+        if members:
+            _check_members(source, dest, tmp, members)
+
+
+def _copy_source(source: str, out: IO[bytes]) -> None:
+    """Stream ``source`` into ``out``; local paths and ``file://`` get a mirror-specific error."""
+    scheme = urllib.parse.urlsplit(source).scheme
+    if scheme in ("http", "https"):
+        _copy_url(source, out)
+        return
+    path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(source).path)) if scheme == "file" else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"raw data file {path} does not exist; check the `mirror:` setting in the "
+            "config (it must point at a folder laid out like the canonical URLs, e.g. "
+            "<mirror>/planetoid/ind.cora.x, <mirror>/tu/ENZYMES.zip), or unset it to "
+            "download from the canonical URLs"
+        )
+    with open(path, "rb") as handle:
+        shutil.copyfileobj(handle, out, _CHUNK)
+
+
+def _copy_url(url: str, out: IO[bytes]) -> None:
+    """Download ``url`` with a progress line on stderr; a short transfer is an error."""
+    hint = (
+        "; if this machine has no internet access, set `mirror:` in the config to a local "
+        "copy of the raw files (e.g. /work/shared/datasets)"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length is not None else None
+            received = _stream(url, response, out, total)
+    except urllib.error.HTTPError as err:
+        raise DownloadError(f"downloading {url} failed: HTTP {err.code} {err.reason}{hint}") from err
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise DownloadError(f"downloading {url} failed: {reason}{hint}") from err
+    if total is not None and received != total:
+        raise DownloadError(
+            f"downloading {url} ended after {received} of {total} bytes; rerun to retry{hint}"
+        )
+
+
+def _stream(url: str, response: IO[bytes], out: IO[bytes], total: int | None) -> int:
+    """Copy a response body, printing progress at most once a second."""
+    received = 0
+    last = 0.0
+    size = f"{total / 2**20:.1f} MiB" if total is not None else "? MiB"
+    for chunk in iter(lambda: response.read(_CHUNK), b""):
+        out.write(chunk)
+        received += len(chunk)
+        now = time.monotonic()
+        if now - last >= 1.0:
+            print(f"fetch {url}: {received / 2**20:.1f} / {size}", file=sys.stderr, flush=True)
+            last = now
+    print(f"fetch {url}: done, {received} bytes", file=sys.stderr, flush=True)
+    return received
+
+
+def _check(what: str, expected: str, actual: str) -> None:
+    """Raise :class:`ChecksumError` with both hashes and the two usual fixes."""
+    if actual.lower() == expected.lower():
+        return
+    raise ChecksumError(
+        f"SHA-256 mismatch for {what}: expected {expected.lower()}, got {actual}. "
+        "If this was a download, it is corrupt or truncated: delete the file and rerun. "
+        "If the source is a mirror known to hold a different but valid version of this "
+        "file, set `checksum_overrides` in the config for it."
+    )
+
+
+def _check_members(source: str, dest: Path, archive: Path, members: Mapping[str, str]) -> None:
+    """Verify listed zip members by content, so a rebuilt archive with identical files passes."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = set(zf.namelist())
+            missing = sorted(set(members) - names)
+            if missing:
+                raise ChecksumError(
+                    f"zip {source} (for {dest}) lacks member(s) {missing}; it holds "
+                    f"{sorted(names)}. Delete it and rerun, or fix `mirror:`."
+                )
+            for name, expected in members.items():
+                digest = hashlib.sha256()
+                with zf.open(name) as handle:
+                    for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                        digest.update(chunk)
+                _check(f"member {name} of {source} (for {dest})", expected, digest.hexdigest())
+    except zipfile.BadZipFile as err:
+        raise ChecksumError(
+            f"{source} (for {dest}) is not a valid zip archive ({err}); the download is "
+            "corrupt or truncated: delete it and rerun."
+        ) from err
