@@ -1,0 +1,105 @@
+"""Plain reference for SAGEMoEConv: one expert at a time, one (dense) coefficient per expert.
+
+Written straight from the paper's equations and independent of the vectorised code paths:
+gates give a full ``(N, E)`` coefficient matrix (zeros for experts top-k dropped, eq. 16-17
+as a masked softmax), experts run in a Python loop, messages are built per edge and
+mean-aggregated with ``index_add_``.  It reads the parameters of a ``SAGEMoEConv`` and,
+for noisy gates in training, draws ``torch.randn(rows, E)`` in the order message gate then
+update gate, as the layer does, so that a shared seed gives both the same noise.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gsmoe.nn import SAGEMoEConv
+
+
+def _act(y: Tensor) -> Tensor:
+    return torch.relu(y)
+
+
+def _graph_mean(h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    return torch.stack([h[batch == g].mean(0) for g in range(num_graphs)])
+
+
+def reference_coefficients(
+    conv: SAGEMoEConv,
+    stage: str,
+    h: Tensor,
+    agg: Optional[Tensor],
+    batch: Tensor,
+    num_graphs: int,
+    roles: Optional[Tensor],
+) -> Tensor:
+    """Per-node coefficients ``(N, E)`` of one stage's gate."""
+    if conv.gate == "roles":
+        return roles
+    if conv.gate == "shared":
+        gate = conv.shared_gate
+        logits = h @ gate.lin_msg.weight.T + gate.lin_msg.bias
+        if agg is not None:
+            logits = logits + agg @ gate.lin_agg.weight.T
+        return torch.softmax(logits, -1) if gate.softmax else logits
+    gate = getattr(conv, f"{stage}_gate")
+    if conv.gate == "dense":
+        logits = h @ gate.lin.weight.T + gate.lin.bias
+        return torch.softmax(logits, -1) if gate.softmax else logits
+    rows = _graph_mean(h, batch, num_graphs) if gate.pool == "graph" else h
+    logits = rows @ gate.w_gate
+    if gate.training:
+        logits = logits + torch.randn(logits.shape) * F.softplus(rows @ gate.w_noise)
+    keep = torch.topk(logits, gate.k, dim=-1).indices
+    masked = torch.full_like(logits, float("-inf")).scatter(1, keep, logits.gather(1, keep))
+    coefficients = torch.softmax(masked, -1)
+    return coefficients[batch] if gate.pool == "graph" else coefficients
+
+
+def _mixture(x: Tensor, coefficients: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Tensor:
+    total = 0
+    for j in range(weight.size(0)):
+        y = x @ weight[j] + bias[j]
+        term = coefficients[:, j : j + 1] * (_act(y) if activation == "inside" else y)
+        total = total + term
+    return total if activation == "inside" else _act(total)
+
+
+def reference_conv(
+    conv: SAGEMoEConv,
+    x: Tensor,
+    edge_index: Tensor,
+    batch: Optional[Tensor] = None,
+    roles: Optional[Tensor] = None,
+) -> Tensor:
+    num_nodes = x.size(0)
+    if batch is None:
+        batch = torch.zeros(num_nodes, dtype=torch.long)
+    num_graphs = int(batch.max()) + 1
+    src, dst = edge_index
+
+    if conv.message_experts is None:
+        messages = _act(x[src] @ conv.lin_message.weight.T + conv.lin_message.bias)
+    else:
+        coefficients = reference_coefficients(conv, "message", x, None, batch, num_graphs, roles)
+        gating_node = dst if conv.message_gate_node == "target" else src
+        experts = conv.message_experts
+        messages = _mixture(
+            x[src], coefficients[gating_node], experts.weight, experts.bias, conv.message_activation
+        )
+    summed = torch.zeros(num_nodes, conv.out_channels).index_add(0, dst, messages)
+    degree = torch.zeros(num_nodes).index_add(0, dst, torch.ones(dst.numel()))
+    agg = summed / degree.clamp(min=1).unsqueeze(1)
+
+    x_cat = torch.cat([x, agg], 1)
+    if conv.update_experts is None:
+        out = _act(x_cat @ conv.lin_update.weight.T + conv.lin_update.bias)
+    else:
+        gate_in = x if conv.gate == "shared" else x_cat
+        coefficients = reference_coefficients(conv, "update", gate_in, agg, batch, num_graphs, roles)
+        experts = conv.update_experts
+        out = _mixture(x_cat, coefficients, experts.weight, experts.bias, conv.update_activation)
+    return out / out.norm(dim=1, keepdim=True).clamp(min=1e-12)

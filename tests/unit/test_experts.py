@@ -1,0 +1,122 @@
+"""ExpertLinear: batched dense and sparse application == a loop over experts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gsmoe.nn import ExpertLinear
+from gsmoe.nn.experts import mix, size_classes
+
+
+def _loop_dense(experts: ExpertLinear, x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x @ experts.weight[j] + experts.bias[j] for j in range(experts.num_experts)], 1)
+
+
+def _loop_sparse(experts: ExpertLinear, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    rows = []
+    for r in range(x.size(0)):
+        rows.append(torch.stack([x[r] @ experts.weight[j] + experts.bias[j] for j in index[r].tolist()]))
+    return torch.stack(rows) if rows else x.new_zeros(0, index.size(1), experts.out_channels)
+
+
+def test_init_like_linear() -> None:
+    torch.manual_seed(0)
+    experts = ExpertLinear(50, 7, num_experts=6)
+    bound = 1 / math.sqrt(50)
+    assert experts.weight.shape == (6, 50, 7) and experts.bias.shape == (6, 7)
+    assert experts.weight.abs().max() <= bound and experts.bias.abs().max() <= bound
+    # Uniform on [-b, b] has std b / sqrt(3).
+    assert experts.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    assert not torch.equal(experts.weight[0], experts.weight[1])
+    assert str(experts) == "ExpertLinear(50, 7, num_experts=6)"
+
+
+def test_dense_matches_loop_with_gradients() -> None:
+    torch.manual_seed(0)
+    experts = ExpertLinear(5, 3, num_experts=4)
+    x = torch.randn(9, 5, requires_grad=True)
+    out = experts.dense(x)
+    expected = _loop_dense(experts, x)
+    torch.testing.assert_close(out, expected)
+    inputs = [x, experts.weight, experts.bias]
+    g1 = torch.autograd.grad(out.pow(2).sum(), inputs)
+    g2 = torch.autograd.grad(expected.pow(2).sum(), inputs)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        torch.tensor([[0, 1], [1, 2], [2, 3], [3, 0], [0, 2]]),  # balanced
+        torch.tensor([[5, 0]] * 9 + [[1, 2], [3, 4]]),  # skewed: expert 5 and 0 take most rows
+        torch.tensor([[7], [7], [7]]),  # one expert
+        torch.randint(0, 8, (37, 3), generator=torch.Generator().manual_seed(1)),
+    ],
+    ids=["balanced", "skewed", "single", "random"],
+)
+def test_sparse_matches_loop_and_touches_only_selected(index: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    experts = ExpertLinear(5, 3, num_experts=8)
+    x = torch.randn(index.size(0), 5, requires_grad=True)
+    out = experts.sparse(x, index)
+    expected = _loop_sparse(experts, x, index)
+    torch.testing.assert_close(out, expected)
+
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
+    inputs = [x, experts.weight, experts.bias]
+    g1 = torch.autograd.grad((out * probe).sum(), inputs)
+    g2 = torch.autograd.grad((expected * probe).sum(), inputs)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b)
+    unused = torch.ones(8, dtype=torch.bool)
+    unused[index.unique()] = False
+    assert (g1[1][unused] == 0).all() and (g1[2][unused] == 0).all()
+
+
+def test_sparse_with_no_rows() -> None:
+    experts = ExpertLinear(5, 3, num_experts=4)
+    out = experts.sparse(torch.randn(0, 5), torch.zeros(0, 2, dtype=torch.long))
+    assert out.shape == (0, 2, 3)
+
+
+def test_sparse_uses_at_most_log2_batched_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = torch.baddbmm
+
+    def counting(*args, **kwargs):
+        calls.append(args[1].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "baddbmm", counting)
+    experts = ExpertLinear(4, 2, num_experts=16)
+    counts = torch.tensor([1, 2, 3, 5, 9, 17, 33, 64, 100, 0, 0, 0, 0, 0, 0, 1])
+    index = torch.repeat_interleave(torch.arange(16), counts).unsqueeze(1)
+    experts.sparse(torch.randn(index.size(0), 4), index)
+    assert len(calls) <= math.ceil(math.log2(index.numel())) + 1
+    assert len(calls) < int((counts > 0).sum())  # fewer products than experts used
+    padded = sum(shape[0] * shape[1] for shape in calls)
+    assert padded < 2 * index.numel()
+
+
+def test_size_classes() -> None:
+    counts = torch.tensor([0, 1, 2, 3, 4, 5, 8, 9, 1000])
+    assert size_classes(counts).tolist() == [0, 1, 2, 4, 4, 8, 8, 16, 1024]
+
+
+@pytest.mark.parametrize("activation", ["inside", "outside"])
+def test_mix(activation: str) -> None:
+    y = torch.tensor([[[1.0, -2.0], [-3.0, 4.0]]])
+    w = torch.tensor([[0.5, 0.5]])
+    expected = {"inside": [[0.5, 2.0]], "outside": [[0.0, 1.0]]}[activation]
+    torch.testing.assert_close(mix(y, w, activation), torch.tensor(expected))
+    with pytest.raises(ValueError, match="activation must be 'inside' or 'outside'"):
+        mix(y, w, "middle")
+
+
+def test_bad_num_experts() -> None:
+    with pytest.raises(ValueError, match="num_experts must be >= 1"):
+        ExpertLinear(3, 2, num_experts=0)

@@ -1,0 +1,158 @@
+"""Gates: output shapes, normalisation, top-k sparsity, pooling, noise, balance loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gsmoe.nn import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
+
+
+def _noisy(num_experts: int = 8, k: int = 2, pool: str = "node", seed: int = 0, **kwargs) -> NoisyTopKGate:
+    torch.manual_seed(seed)
+    gate = NoisyTopKGate(6, num_experts, k, pool=pool, **kwargs)
+    torch.nn.init.normal_(gate.w_gate)
+    torch.nn.init.normal_(gate.w_noise)
+    return gate
+
+
+def _dense_coefficients(out: GateOutput, num_experts: int) -> torch.Tensor:
+    return torch.zeros(out.weights.size(0), num_experts).scatter(1, out.indices, out.weights)
+
+
+def test_role_gate_passes_roles_through() -> None:
+    roles = torch.softmax(torch.randn(5, 4), -1)
+    out = RoleGate(4)(roles)
+    assert torch.equal(out.weights, roles)
+    assert torch.equal(out.indices, torch.arange(4).expand(5, 4))
+    assert out.aux_loss.item() == 0.0
+    with pytest.raises(ValueError, match=r"num_experts=4.*one expert per GraphRole role"):
+        RoleGate(4)(roles[:, :3])
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_dense_gate(softmax: bool) -> None:
+    torch.manual_seed(0)
+    gate = DenseGate(6, 5, softmax=softmax)
+    x = torch.randn(7, 6)
+    out = gate(x)
+    assert out.weights.shape == out.indices.shape == (7, 5)
+    logits = gate.lin(x)
+    if softmax:
+        torch.testing.assert_close(out.weights.sum(1), torch.ones(7))
+        torch.testing.assert_close(out.weights, torch.softmax(logits, -1))
+    else:
+        torch.testing.assert_close(out.weights, logits)  # Table 2 "no softmax": raw coefficients
+        assert (out.weights < 0).any()
+
+
+def test_shared_gate_shares_w_msg() -> None:
+    torch.manual_seed(0)
+    gate = SharedGate(6, 3, 4)
+    h, agg = torch.randn(5, 6), torch.randn(5, 3)
+    message, update = gate(h), gate(h, agg)
+    torch.testing.assert_close(message.weights, torch.softmax(gate.lin_msg(h), -1))
+    torch.testing.assert_close(update.weights, torch.softmax(gate.lin_msg(h) + gate.lin_agg(agg), -1))
+    torch.testing.assert_close(update.weights.sum(1), torch.ones(5))
+    assert gate.lin_agg.bias is None
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("pool", ["node", "graph"])
+def test_topk_keeps_exactly_k_and_rows_sum_to_one(pool: str, train: bool) -> None:
+    gate = _noisy(pool=pool, k=3).train(train)
+    x, batch = torch.randn(10, 6), torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    out = gate(x, batch, num_graphs=4)
+    rows = 4 if pool == "graph" else 10
+    assert out.weights.shape == out.indices.shape == (rows, 3)
+    assert out.indices.dtype == torch.long
+    coefficients = _dense_coefficients(out, 8)
+    assert ((coefficients > 0).sum(1) == 3).all()
+    torch.testing.assert_close(coefficients.sum(1), torch.ones(rows))
+
+
+def test_topk_is_keep_top_k_then_softmax() -> None:
+    gate = _noisy(k=2).eval()
+    x = torch.randn(4, 6)
+    logits = x @ gate.w_gate
+    top = logits.topk(2, -1)
+    out = gate(x)
+    assert torch.equal(out.indices, top.indices)
+    # Softmax over the kept logits only (eq. 16-17), not a renormalised full softmax slice.
+    torch.testing.assert_close(out.weights, torch.softmax(top.values, -1))
+
+
+def test_graph_pool_averages_logits_per_graph() -> None:
+    gate = _noisy(pool="graph", k=2).eval()
+    x, batch = torch.randn(6, 6), torch.tensor([0, 0, 1, 1, 1, 1])
+    out = gate(x, batch, num_graphs=2)
+    for g in range(2):
+        logits = (x[batch == g] @ gate.w_gate).mean(0)  # eq. 18: AVERAGE POOL(X W_g)
+        assert torch.equal(out.indices[g], logits.topk(2).indices)
+    # Without a batch vector the whole input is one graph (single-graph node task).
+    assert gate(x).indices.shape == (1, 2)
+
+
+def test_noise_only_in_training_and_drawn_per_row() -> None:
+    gate = _noisy(pool="graph", k=2)
+    x = torch.randn(3, 6).repeat(5, 1)  # five identical graphs
+    batch = torch.arange(5).repeat_interleave(3)
+    gate.eval()
+    first, second = gate(x, batch, 5), gate(x, batch, 5)
+    assert torch.equal(first.weights, second.weights)
+    assert torch.equal(first.weights, first.weights[:1].expand(5, 2))
+    gate.train()
+    torch.manual_seed(0)
+    noisy = gate(x, batch, 5)
+    # One scalar of noise for the batch would keep identical graphs identical.
+    assert not torch.allclose(noisy.weights, noisy.weights[:1].expand(5, 2))
+
+
+def test_zero_init_ties_break_to_lowest_index() -> None:
+    gate = NoisyTopKGate(6, 8, 3, pool="node").eval()
+    assert (gate.w_gate == 0).all() and (gate.w_noise == 0).all()
+    out = gate(torch.randn(4, 6))
+    assert torch.equal(out.indices, torch.arange(3).expand(4, 3))
+    torch.testing.assert_close(out.weights, torch.full((4, 3), 1 / 3))
+
+
+def test_balance_loss() -> None:
+    x = torch.randn(20, 6)
+    assert _noisy(balance_loss_weight=0.0).train()(x).aux_loss.item() == 0.0
+    assert _noisy(balance_loss_weight=0.5).eval()(x).aux_loss.item() == 0.0
+
+    gate = _noisy(balance_loss_weight=0.5).train()
+    aux = gate(x).aux_loss
+    assert aux.dim() == 0 and aux.item() > 0
+    aux.backward()
+    # The load term reaches W_noise through the normal-CDF estimator.
+    assert gate.w_noise.grad.abs().sum() > 0 and gate.w_gate.grad.abs().sum() > 0
+
+    # k == E: every expert always selected, only the importance term remains (finite).
+    full = _noisy(num_experts=4, k=4, balance_loss_weight=1.0).train()
+    assert torch.isfinite(full(x).aux_loss)
+
+
+def test_balance_loss_is_cv_squared_of_importance_when_load_is_uniform() -> None:
+    # k == E makes the load term exactly zero, leaving CV^2 of the importance.
+    gate = _noisy(num_experts=3, k=3, balance_loss_weight=2.0).train()
+    x = torch.randn(10, 6)
+    torch.manual_seed(1)
+    out = gate(x)
+    importance = _dense_coefficients(out, 3).sum(0)
+    expected = 2.0 * importance.var(unbiased=False) / importance.mean() ** 2
+    torch.testing.assert_close(out.aux_loss, expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(num_experts=4, k=5), "top_k=5, num_experts=4"),
+        (dict(num_experts=4, k=0), "top_k=0"),
+        (dict(num_experts=4, k=2, pool="edge"), "pool must be 'graph' or 'node'"),
+        (dict(num_experts=4, k=2, balance_loss_weight=-1.0), "balance_loss_weight must be >= 0"),
+    ],
+)
+def test_noisy_gate_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        NoisyTopKGate(6, **kwargs)

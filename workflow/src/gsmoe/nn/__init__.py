@@ -1,0 +1,20 @@
+"""GraphSAGE-MoE model library: experts, gates, the layer and the network."""
+
+from gsmoe.nn.conv import SAGEMoEConv
+from gsmoe.nn.experts import ExpertLinear
+from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
+from gsmoe.nn.model import MODEL_DEFAULTS, GraphSAGEMoE, ModelOutput, build_model
+
+__all__ = [
+    "MODEL_DEFAULTS",
+    "DenseGate",
+    "ExpertLinear",
+    "GateOutput",
+    "GraphSAGEMoE",
+    "ModelOutput",
+    "NoisyTopKGate",
+    "RoleGate",
+    "SAGEMoEConv",
+    "SharedGate",
+    "build_model",
+]

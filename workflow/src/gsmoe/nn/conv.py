@@ -1,0 +1,290 @@
+"""One GraphSAGE-MoE layer (paper section 5.2)."""
+
+# No ``from __future__ import annotations``: PyG reads the message() signature's real types.
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Linear, Module
+from torch_geometric.nn import MessagePassing
+
+from gsmoe.nn.experts import ExpertLinear, mix
+from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
+
+PLACEMENTS = ("none", "message", "aggregate", "both")
+GATES = ("none", "roles", "dense", "noisy_topk", "shared")
+POOLS = ("graph", "node")
+GATE_NODES = ("target", "source")
+ACTIVATIONS = ("inside", "outside")
+
+
+def check_choice(key: str, value: object, choices: Tuple[str, ...]) -> None:
+    """Raise a ValueError naming ``key`` when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+class SAGEMoEConv(MessagePassing):
+    r"""GraphSAGE layer with optional Mixture-of-Experts in the message and/or the update,
+    from "GraphSAGE-MoE" (Zhou and Luo), section 5.2.
+
+    .. math::
+        m_{u \to v} = \mathrm{ReLU}\Big(\sum_j r_{vj} (W^{msg}_j h_u + b^{msg}_j)\Big)
+        \qquad \text{(eq. 13; one expert without MoE)}
+
+        h_{N(v)} = \mathrm{MEAN}_{u \in N(v)}\; m_{u \to v} \qquad \text{(eq. 11)}
+
+        x_v = \mathrm{CONCAT}(h_v, h_{N(v)}) \qquad \text{(eq. 12)}
+
+        h'_v = \sum_j G(x_v)_j\, \mathrm{ReLU}(W_j x_v + b_j) \qquad \text{(eq. 19)}
+
+        h'_v \leftarrow h'_v / \lVert h'_v \rVert_2
+
+    ``message_activation="inside"`` moves the ReLU of eq. 13 inside the sum;
+    ``update_activation="outside"`` gives :math:`\mathrm{ReLU}(\sum_j G(x_v)_j W_j x_v)`
+    (eq. 14).  Without MoE in a stage, that stage is a single ``ReLU(Linear)``, which is the
+    GraphSAGE baseline of the authors' code.
+
+    Gate inputs: the message gate sees :math:`h` of the gating node (the receiving node
+    :math:`v` as in the paper's text, or the sending node :math:`u` as in the authors'
+    code); the update gate sees :math:`x_v`.  ``gate="shared"`` (section 6.3) uses
+    :math:`\mathrm{softmax}(W_{msg} h_v)` for messages and
+    :math:`\mathrm{softmax}(W_{msg} h_v + W_0 h_{N(v)})` for the update.  With
+    ``placement="both"`` the other gate types use two independent gates.
+
+    The routing of the last forward pass is kept in :attr:`routing` (stage name ->
+    detached :class:`GateOutput`, one row per routing unit) and summarised by
+    :meth:`expert_load`.
+
+    Args:
+        in_channels (int): Size of each input node feature.
+        out_channels (int): Size of each output node feature.
+        placement (str, optional): Where MoE is used: ``"none"``, ``"message"``,
+            ``"aggregate"`` or ``"both"``. (default: :obj:`"aggregate"`)
+        gate (str, optional): ``"none"`` (only with placement ``"none"``), ``"roles"``,
+            ``"dense"``, ``"noisy_topk"`` or ``"shared"`` (only with placement ``"both"``).
+            (default: :obj:`"dense"`)
+        num_experts (int, optional): Experts per MoE stage; 1 for placement ``"none"``.
+            (default: :obj:`4`)
+        softmax (bool, optional): Softmax over the dense or shared gate's logits.
+            (default: :obj:`True`)
+        top_k (int, optional): Experts kept by the noisy top-k gate. (default: :obj:`2`)
+        pool (str, optional): Noisy top-k routing unit, ``"graph"`` (eq. 18) or ``"node"``.
+            (default: :obj:`"graph"`)
+        balance_loss_weight (float, optional): Weight of the noisy top-k balance loss.
+            (default: :obj:`0.0`)
+        message_gate_node (str, optional): Node whose gate mixes a message, ``"target"``
+            or ``"source"``. (default: :obj:`"target"`)
+        message_activation (str, optional): ``"outside"`` (eq. 13) or ``"inside"``.
+            (default: :obj:`"outside"`)
+        update_activation (str, optional): ``"inside"`` (eq. 19) or ``"outside"`` (eq. 14).
+            (default: :obj:`"inside"`)
+
+    Shapes:
+        - **input:** node features :math:`(N, F_{in})`, edge indices :math:`(2, |\mathcal{E}|)`,
+          optional batch vector :math:`(N)`, optional roles :math:`(N, E)`
+        - **output:** node features :math:`(N, F_{out})` and the scalar auxiliary loss
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        placement: str = "aggregate",
+        gate: str = "dense",
+        num_experts: int = 4,
+        softmax: bool = True,
+        top_k: int = 2,
+        pool: str = "graph",
+        balance_loss_weight: float = 0.0,
+        message_gate_node: str = "target",
+        message_activation: str = "outside",
+        update_activation: str = "inside",
+    ):
+        super().__init__(aggr="mean", node_dim=0)
+        check_choice("placement", placement, PLACEMENTS)
+        check_choice("gate", gate, GATES)
+        check_choice("pool", pool, POOLS)
+        check_choice("message_gate_node", message_gate_node, GATE_NODES)
+        check_choice("message_activation", message_activation, ACTIVATIONS)
+        check_choice("update_activation", update_activation, ACTIVATIONS)
+        if (placement == "none") != (gate == "none"):
+            raise ValueError(f"gate {gate!r} does not fit placement {placement!r}: gate 'none' goes with placement 'none' only")
+        if placement == "none" and num_experts != 1:
+            raise ValueError(f"num_experts must be 1 for placement 'none' (the baseline), got {num_experts}")
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        if gate == "shared" and placement != "both":
+            raise ValueError(f"gate 'shared' shares one gate between message and update: needs placement 'both', got {placement!r}")
+        if gate == "noisy_topk" and not 1 <= top_k <= num_experts:
+            raise ValueError(f"top_k must satisfy 1 <= top_k <= num_experts, got top_k={top_k}, num_experts={num_experts}")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.placement = placement
+        self.gate = gate
+        self.num_experts = num_experts
+        self.top_k = top_k if gate == "noisy_topk" else num_experts
+        self.pool = pool
+        self.message_gate_node = message_gate_node
+        self.message_activation = message_activation
+        self.update_activation = update_activation
+        moe_message = placement in ("message", "both")
+        moe_update = placement in ("aggregate", "both")
+        update_in = in_channels + out_channels
+
+        self.lin_message = None if moe_message else Linear(in_channels, out_channels)
+        self.message_experts = ExpertLinear(in_channels, out_channels, num_experts) if moe_message else None
+        self.lin_update = None if moe_update else Linear(update_in, out_channels)
+        self.update_experts = ExpertLinear(update_in, out_channels, num_experts) if moe_update else None
+
+        def make_gate(gate_in: int) -> Module:
+            if gate == "roles":
+                return RoleGate(num_experts)
+            if gate == "dense":
+                return DenseGate(gate_in, num_experts, softmax)
+            return NoisyTopKGate(gate_in, num_experts, top_k, pool, balance_loss_weight)
+
+        self.shared_gate = SharedGate(in_channels, out_channels, num_experts, softmax) if gate == "shared" else None
+        separate = gate not in ("none", "shared")
+        self.message_gate = make_gate(in_channels) if separate and moe_message else None
+        self.update_gate = make_gate(update_in) if separate and moe_update else None
+
+        self.routing: Dict[str, GateOutput] = {}
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for module in self.children():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    @property
+    def routes_per_graph(self) -> bool:
+        """Noisy top-k with graph pooling: one expert choice per graph (eq. 18)."""
+        return self.gate == "noisy_topk" and self.pool == "graph"
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        batch: Optional[Tensor] = None,
+        roles: Optional[Tensor] = None,
+        num_graphs: Optional[int] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        if self.gate == "roles" and roles is None:
+            raise ValueError("gate 'roles' needs the node role distributions: pass roles (data.roles, shape (N, R))")
+        if batch is not None and num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+        self.routing = {}
+        agg, aux_message = self._aggregate_messages(x, edge_index, batch, roles, num_graphs)
+        out, aux_update = self._update(x, agg, batch, roles, num_graphs)
+        return F.normalize(out, p=2.0, dim=-1), aux_message + aux_update
+
+    def _aggregate_messages(
+        self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor], roles: Optional[Tensor], num_graphs: Optional[int]
+    ) -> Tuple[Tensor, Tensor]:
+        """Eq. 11 with the messages of eq. 13."""
+        if self.message_experts is None:
+            # ReLU(W h_u) depends on the sender only: computed once per node, not per edge.
+            messages = torch.relu(self.lin_message(x))
+            return self.propagate(edge_index, x=messages, weight=None, index=None), x.new_zeros(())
+
+        gate = self._route("message", x, None, batch, roles, num_graphs)
+        weight, index = self._per_node(gate, batch, x.size(0))
+        sparse = self.gate == "noisy_topk"
+        if self.routes_per_graph or self.message_gate_node == "source":
+            # Sender and gating node share their routing (same graph, or the same node):
+            # the mixed message is a per-node quantity, gathered per edge by propagate.
+            experts_out = self.message_experts.sparse(x, index) if sparse else self.message_experts.dense(x)
+            messages = mix(experts_out, weight, self.message_activation)
+            return self.propagate(edge_index, x=messages, weight=None, index=None), gate.aux_loss
+        if sparse:
+            # Node routing by the receiver: each edge row x_u goes through v's k experts.
+            return self.propagate(edge_index, x=x, weight=weight, index=index), gate.aux_loss
+        # Dense gates use every expert: compute them once per sender, mix per edge.
+        experts_out = self.message_experts.dense(x)
+        return self.propagate(edge_index, x=experts_out, weight=weight, index=None), gate.aux_loss
+
+    def message(self, x_j: Tensor, weight_i: Optional[Tensor], index_i: Optional[Tensor]) -> Tensor:
+        if weight_i is None:
+            return x_j
+        if index_i is not None:
+            x_j = self.message_experts.sparse(x_j, index_i)
+        return mix(x_j, weight_i, self.message_activation)
+
+    def _update(
+        self, x: Tensor, agg: Tensor, batch: Optional[Tensor], roles: Optional[Tensor], num_graphs: Optional[int]
+    ) -> Tuple[Tensor, Tensor]:
+        """Eq. 12, then a single ReLU(Linear) or the MoE of eq. 19 / eq. 14."""
+        x_cat = torch.cat([x, agg], dim=-1)
+        if self.update_experts is None:
+            return torch.relu(self.lin_update(x_cat)), x.new_zeros(())
+        gate = self._route("update", x_cat, agg, batch, roles, num_graphs, h=x)
+        weight, index = self._per_node(gate, batch, x.size(0))
+        if self.gate == "noisy_topk":
+            experts_out = self.update_experts.sparse(x_cat, index)
+        else:
+            experts_out = self.update_experts.dense(x_cat)
+        return mix(experts_out, weight, self.update_activation), gate.aux_loss
+
+    def _route(
+        self,
+        stage: str,
+        gate_in: Tensor,
+        agg: Optional[Tensor],
+        batch: Optional[Tensor],
+        roles: Optional[Tensor],
+        num_graphs: Optional[int],
+        h: Optional[Tensor] = None,
+    ) -> GateOutput:
+        if self.gate == "shared":
+            out = self.shared_gate(gate_in if h is None else h, agg)
+        elif self.gate == "roles":
+            out = getattr(self, f"{stage}_gate")(roles)
+        elif self.gate == "noisy_topk":
+            out = getattr(self, f"{stage}_gate")(gate_in, batch, num_graphs)
+        else:
+            out = getattr(self, f"{stage}_gate")(gate_in)
+        self.routing[stage] = GateOutput(out.weights.detach(), out.indices.detach(), out.aux_loss.detach())
+        return out
+
+    def _per_node(self, gate: GateOutput, batch: Optional[Tensor], num_nodes: int) -> Tuple[Tensor, Tensor]:
+        """Broadcast a per-graph routing to the graph's nodes; per-node routing passes through."""
+        if not self.routes_per_graph:
+            return gate.weights, gate.indices
+        if batch is None:
+            return gate.weights.expand(num_nodes, -1), gate.indices.expand(num_nodes, -1)
+        return gate.weights[batch], gate.indices[batch]
+
+    def expert_load(self) -> Dict[str, List[float]]:
+        """Per stage of the last forward: for top-k the fraction of routing units (graphs or
+        nodes) that selected each expert; for dense and role gates the mean coefficient."""
+        load = {}
+        for stage, gate in self.routing.items():
+            rows = gate.weights.size(0)
+            if rows == 0:
+                load[stage] = [0.0] * self.num_experts
+            elif self.gate == "noisy_topk":
+                counts = torch.bincount(gate.indices.reshape(-1), minlength=self.num_experts)
+                load[stage] = (counts.double() / rows).tolist()
+            else:
+                load[stage] = gate.weights.double().mean(0).tolist()
+        return load
+
+    def active_parameters(self) -> int:
+        """Parameters one forward pass uses: top-k touches only k experts per MoE stage."""
+        total = sum(p.numel() for p in self.parameters())
+        if self.gate == "noisy_topk":
+            for experts in (self.message_experts, self.update_experts):
+                if experts is not None:
+                    total -= (self.num_experts - self.top_k) * experts.expert_numel()
+        return total
+
+    def __repr__(self) -> str:
+        extra = f", top_k={self.top_k}, pool={self.pool}" if self.gate == "noisy_topk" else ""
+        return (
+            f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+            f"placement={self.placement}, gate={self.gate}, experts={self.num_experts}{extra})"
+        )

@@ -1,0 +1,135 @@
+"""Stacked expert weight matrices ``[W_1, ..., W_m]`` of the paper's section 5.1.
+
+All experts of one MoE layer live in one ``(E, in, out)`` tensor, so that mixing them
+(eq. 10, 13, 14 and 19) is one batched product rather than a Python loop over experts:
+
+* :meth:`ExpertLinear.dense` applies every expert to every row (non-sparse gates, roles);
+* :meth:`ExpertLinear.sparse` applies to each row only the experts its gate selected
+  (noisy top-k, eq. 16-17), so unselected experts cost nothing and get no gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class ExpertLinear(nn.Module):
+    r"""``E`` independent affine maps :math:`x \mapsto x W_j + b_j` stored as one tensor.
+
+    Each expert is initialised like :class:`torch.nn.Linear`: ``kaiming_uniform_(a=sqrt(5))``
+    on the weight and ``U(-1/sqrt(in), 1/sqrt(in))`` on the bias, which for both comes down
+    to ``U(-1/sqrt(in), 1/sqrt(in))``.
+
+    Args:
+        in_channels (int): Size of each input row.
+        out_channels (int): Size of each output row.
+        num_experts (int): Number of experts ``E``.
+        bias (bool, optional): Learn a bias per expert. (default: :obj:`True`)
+
+    Shapes:
+        - **weight:** :math:`(E, F_{in}, F_{out})`, **bias:** :math:`(E, F_{out})`
+        - :meth:`dense`: :math:`(R, F_{in}) \to (R, E, F_{out})`
+        - :meth:`sparse`: :math:`(R, F_{in}), (R, k) \to (R, k, F_{out})`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_experts: int, bias: bool = True):
+        super().__init__()
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_experts = num_experts
+        self.weight = nn.Parameter(torch.empty(num_experts, in_channels, out_channels))
+        self.bias = nn.Parameter(torch.empty(num_experts, out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # kaiming_uniform_(a=sqrt(5)) has bound gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in).
+        bound = 1.0 / math.sqrt(self.in_channels) if self.in_channels > 0 else 0.0
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def expert_numel(self) -> int:
+        """Parameters of one expert (its weight matrix and bias)."""
+        return self.in_channels * self.out_channels + (self.out_channels if self.bias is not None else 0)
+
+    def dense(self, x: Tensor) -> Tensor:
+        """All experts on all rows in one einsum: ``(R, in) -> (R, E, out)``."""
+        out = torch.einsum("ri,eio->reo", x, self.weight)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def sparse(self, x: Tensor, index: Tensor) -> Tensor:
+        """Row ``r`` through experts ``index[r, 0..k-1]`` only: ``(R, in), (R, k) -> (R, k, out)``.
+
+        The ``R * k`` (row, slot) pairs are sorted by expert; each expert's rows are padded to
+        a capacity that is its row count rounded up to a power of two, and the experts that
+        share a capacity run in one ``baddbmm``.  That is at most ``log2(R * k) + 1`` batched
+        products, none per expert, and at most 2x padding however skewed the load is.
+        """
+        rows, k = index.shape
+        flat_expert = index.reshape(-1)
+        if flat_expert.numel() == 0:
+            return x.new_zeros(rows, k, self.out_channels)
+        flat_row = torch.arange(rows, device=x.device).repeat_interleave(k)
+        order = torch.argsort(flat_expert, stable=True)
+        expert_sorted = flat_expert[order]
+        row_sorted = flat_row[order]
+
+        counts = torch.bincount(flat_expert, minlength=self.num_experts)
+        group_start = torch.cumsum(counts, 0) - counts
+        position = torch.arange(order.numel(), device=x.device) - group_start[expert_sorted]
+        capacity = size_classes(counts)
+        capacity_sorted = capacity[expert_sorted]
+
+        pieces: list[Tensor] = []
+        targets: list[Tensor] = []
+        slot_of_expert = torch.empty_like(counts)
+        for cap in torch.unique(capacity[counts > 0]).tolist():
+            experts = torch.nonzero(capacity == cap).squeeze(1)
+            slot_of_expert[experts] = torch.arange(experts.numel(), device=x.device)
+            members = torch.nonzero(capacity_sorted == cap).squeeze(1)
+            slot = slot_of_expert[expert_sorted[members]]
+            pos = position[members]
+            buffer = x.new_zeros(experts.numel(), cap, self.in_channels)
+            buffer[slot, pos] = x[row_sorted[members]]
+            if self.bias is not None:
+                y = torch.baddbmm(self.bias[experts].unsqueeze(1), buffer, self.weight[experts])
+            else:
+                y = torch.bmm(buffer, self.weight[experts])
+            pieces.append(y[slot, pos])
+            targets.append(order[members])
+
+        # Undo the sort: pair p of the flat (row, slot) order sits at inverse[p] in the pieces.
+        target = torch.cat(targets)
+        inverse = torch.empty_like(target)
+        inverse[target] = torch.arange(target.numel(), device=x.device)
+        return torch.cat(pieces)[inverse].view(rows, k, self.out_channels)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, num_experts={self.num_experts}"
+
+
+def size_classes(counts: Tensor) -> Tensor:
+    """Per-expert padded capacity: the row count rounded up to a power of two (0 stays 0)."""
+    capacity = torch.ones_like(counts) << torch.ceil(torch.log2(counts.clamp(min=1).double())).long()
+    return torch.where(counts > 0, capacity, torch.zeros_like(counts))
+
+
+def mix(expert_out: Tensor, weights: Tensor, activation: str) -> Tensor:
+    r"""Weighted sum over the expert axis with the nonlinearity inside or outside.
+
+    ``"inside"``: :math:`\sum_j g_j\,\mathrm{ReLU}(y_j)` (eq. 19);
+    ``"outside"``: :math:`\mathrm{ReLU}(\sum_j g_j\,y_j)` (eq. 9, 13, 14).
+    ``expert_out`` is ``(R, k, out)`` and ``weights`` ``(R, k)``.
+    """
+    if activation == "inside":
+        return torch.einsum("rk,rko->ro", weights, torch.relu(expert_out))
+    if activation == "outside":
+        return torch.relu(torch.einsum("rk,rko->ro", weights, expert_out))
+    raise ValueError(f"activation must be 'inside' or 'outside', got {activation!r}")

@@ -1,0 +1,157 @@
+"""The GraphSAGE-MoE network: a stack of :class:`SAGEMoEConv` layers and a classifier head."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Data
+from torch_geometric.nn import global_max_pool
+
+from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, PLACEMENTS, POOLS, SAGEMoEConv, check_choice
+
+TASKS = ("node", "graph")
+
+# Defaults of the ``model:`` block in docs/design.md; a run config normally sets every key.
+MODEL_DEFAULTS: dict[str, Any] = {
+    "hidden": 32,
+    "num_layers": 2,
+    "dropout": 0.5,
+    "placement": "aggregate",
+    "num_experts": 4,
+    "gate": "dense",
+    "softmax": True,
+    "top_k": 4,
+    "pool": "graph",
+    "balance_loss_weight": 0.0,
+    "message_gate_node": "target",
+    "message_activation": "outside",
+    "update_activation": "inside",
+}
+
+
+class ModelOutput(NamedTuple):
+    log_probs: Tensor
+    aux_loss: Tensor
+
+
+class GraphSAGEMoE(nn.Module):
+    r"""GraphSAGE(-MoE) stack as in the authors' ``GNNStack``.
+
+    ``num_layers`` :class:`SAGEMoEConv` layers (``in -> hidden -> ... -> hidden``), each
+    followed by ReLU and dropout (the last one too); for the graph task a global max pool;
+    then ``Linear(hidden, hidden) -> Dropout -> Linear(hidden, classes)`` and log-softmax.
+
+    Args:
+        in_channels (int): Size of the node features.
+        num_classes (int): Number of classes.
+        task (str): ``"node"`` (one prediction per node) or ``"graph"`` (per graph).
+        hidden (int, optional): Width of every layer. (default: :obj:`32`)
+        num_layers (int, optional): Number of graph layers. (default: :obj:`2`)
+        dropout (float, optional): Dropout probability. (default: :obj:`0.5`)
+        **conv_kwargs: MoE options passed to every :class:`SAGEMoEConv` (placement, gate,
+            num_experts, softmax, top_k, pool, balance_loss_weight, message_gate_node,
+            message_activation, update_activation).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        task: str,
+        hidden: int = 32,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+        **conv_kwargs: Any,
+    ):
+        super().__init__()
+        check_choice("task", task, TASKS)
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.task = task
+        self.dropout = dropout
+        self.convs = nn.ModuleList(
+            SAGEMoEConv(in_channels if i == 0 else hidden, hidden, **conv_kwargs) for i in range(num_layers)
+        )
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    @property
+    def needs_roles(self) -> bool:
+        return self.convs[0].gate == "roles"
+
+    def forward(self, data: Data) -> ModelOutput:
+        x, edge_index = data.x, data.edge_index
+        batch = getattr(data, "batch", None)
+        roles = getattr(data, "roles", None)
+        if self.needs_roles and roles is None:
+            raise ValueError("gate 'roles' needs GraphRole role distributions as data.roles (N, R); the data has none")
+        if batch is None:
+            num_graphs = 1
+        elif isinstance(getattr(data, "num_graphs", None), int):
+            num_graphs = data.num_graphs
+        else:
+            num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+        if roles is not None:
+            roles = roles.to(x.dtype)
+
+        aux_loss = x.new_zeros(())
+        for conv in self.convs:
+            x, aux = conv(x, edge_index, batch=batch, roles=roles, num_graphs=num_graphs)
+            aux_loss = aux_loss + aux
+            x = F.dropout(torch.relu(x), p=self.dropout, training=self.training)
+        if self.task == "graph":
+            if batch is None:
+                batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+            x = global_max_pool(x, batch, size=num_graphs)
+        return ModelOutput(F.log_softmax(self.head(x), dim=-1), aux_loss)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def active_parameters(self) -> int:
+        """Parameters one forward pass uses (top-k: only k of the E experts per MoE stage)."""
+        head = sum(p.numel() for p in self.head.parameters())
+        return head + sum(conv.active_parameters() for conv in self.convs)
+
+    def expert_load(self) -> dict[str, list[float]]:
+        """``{"conv0.update": [...], "conv0.message": [...], ...}`` from the last forward."""
+        return {
+            f"conv{i}.{stage}": load for i, conv in enumerate(self.convs) for stage, load in conv.expert_load().items()
+        }
+
+
+def build_model(model_cfg: dict[str, Any], in_channels: int, num_classes: int, task: str) -> GraphSAGEMoE:
+    """Build the network from the ``model:`` block of a run config (docs/design.md).
+
+    Missing keys take :data:`MODEL_DEFAULTS`; unknown keys and bad values raise a
+    ValueError that names the key.  Keys that only matter for another gate or placement
+    (e.g. ``top_k`` in a dense run) are type-checked but not cross-checked.
+    """
+    unknown = sorted(set(model_cfg) - set(MODEL_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown model config key(s): {', '.join(unknown)}")
+    cfg = {**MODEL_DEFAULTS, **model_cfg}
+    for key in ("hidden", "num_layers", "num_experts", "top_k"):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ValueError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    for key in ("dropout", "balance_loss_weight"):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
+            raise ValueError(f"{key} must be a non-negative number, got {cfg[key]!r}")
+    if not isinstance(cfg["softmax"], bool):
+        raise ValueError(f"softmax must be true or false, got {cfg['softmax']!r}")
+    for key, choices in (
+        ("placement", PLACEMENTS),
+        ("gate", GATES),
+        ("pool", POOLS),
+        ("message_gate_node", GATE_NODES),
+        ("message_activation", ACTIVATIONS),
+        ("update_activation", ACTIVATIONS),
+    ):
+        check_choice(key, cfg[key], choices)
+    return GraphSAGEMoE(in_channels, num_classes, task, **cfg)
