@@ -61,6 +61,9 @@ _ESCAPES = {
 
 DASH = "--"
 
+#: Width of the row-label column; longer labels wrap (ragged right).
+LABEL_WIDTH = "2.6cm"
+
 
 def latex_escape(text: str) -> str:
     """Escape LaTeX special characters (``\\ & % $ # _ { } ~ ^``) in plain text."""
@@ -102,7 +105,7 @@ def _fmt_cell(row: pd.Series | None, n_table: int) -> tuple[str, bool]:
     body = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} \\pm {std:.3f}"
     flagged = n != n_table
     if flagged:
-        return f"${body}^{{\\,n={n}}}$", True
+        return f"${body}^{{n={n}}}$", True
     return f"${body}$", False
 
 
@@ -161,10 +164,13 @@ def render_table(
         _HEADER,
         "\\begin{table}[htbp]\n",
         "  \\centering\n",
-        "  \\small\n",
         f"  \\caption{{{_caption(table_cfg, name, metric, n_table)}}}\n",
         f"  \\label{{tab:{name}{label_suffix}}}\n",
-        f"  \\begin{{tabular}}{{@{{}}l{'cc' * ncol}@{{}}}}\n",
+        # Seven columns with the paper's long row labels: small type, tighter column gaps
+        # and a wrapping label column keep the table within an article's text width.
+        "  \\footnotesize\n",
+        "  \\setlength{\\tabcolsep}{3pt}\n",
+        f"  \\begin{{tabular}}{{@{{}}p{{{LABEL_WIDTH}}}{'cc' * ncol}@{{}}}}\n",
         "    \\toprule\n",
         "    & "
         + " & ".join(f"\\multicolumn{{2}}{{c}}{{{latex_escape(label)}}}" for _, label in columns)
@@ -179,7 +185,8 @@ def render_table(
         exp_cfg = experiments_cfg[experiment] or {}
         label = row_cfg.get("label") or exp_cfg.get("label") or experiment
         paper_cfg = exp_cfg.get("paper") or {}
-        parts = [latex_escape(label)]
+        # \raggedright is safe here: the row's closing \\ sits in the last (c) column.
+        parts = ["\\raggedright " + latex_escape(label)]
         for dataset in datasets:
             row = lookup.get((experiment, dataset))
             text, flagged = _fmt_cell(row, n_table)
@@ -197,7 +204,7 @@ def render_table(
     notes = [f"Ours: mean $\\pm$ sample std over seeds; Paper: as reported by the authors; {DASH}: not run (Ours) or not reported (Paper)."]
     if any_flag:
         notes.append(f"A superscript $n$ gives the number of seeds where it differs from {n_table}.")
-    lines.append("  \\par\\smallskip{\\footnotesize " + " ".join(notes) + "}\n")
+    lines.append("  \\par\\smallskip " + " ".join(notes) + "\n")
     lines.append("\\end{table}\n")
     return "".join(lines)
 

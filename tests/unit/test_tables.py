@@ -1,0 +1,210 @@
+"""LaTeX tables: rows/columns as configured, paper values, escaping, dashes, compiling."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from gsmoe.report.aggregate import runs_frame, summarize
+from gsmoe.report.tables import latex_escape, render_table, write_tables
+
+DATASETS = ["Cora", "PubMed", "ENZYMES"]
+
+EXPERIMENTS: dict[str, Any] = {
+    "baseline": {"label": "Baseline", "paper": {"Cora": 0.71, "PubMed": 0.72, "ENZYMES": 0.31}},
+    "roles_mp": {"label": "Roles MP", "paper": {"Cora": 0.70, "PubMed": 0.70, "ENZYMES": 0.33}},
+    "roles_ma": {"label": "Roles MA", "paper": {"Cora": 0.71, "PubMed": 0.69, "ENZYMES": 0.32}},
+    "moe4_softmax": {"label": "4 Experts", "paper": {"Cora": 0.75, "PubMed": 0.74, "ENZYMES": 0.34}},
+    "moe4_nosoftmax": {"label": "No Softmax", "paper": {"Cora": 0.72, "PubMed": 0.72, "ENZYMES": 0.34}},
+}
+
+CONFIG: dict[str, Any] = {
+    "seeds": [0, 1, 2],
+    "experiments": EXPERIMENTS,
+    "table_metric": {"protocol": "paper", "metric": "last"},
+    "tables": {
+        "table1": {
+            "title": "Mixture by 4 Roles",
+            "columns": DATASETS,
+            "rows": [
+                {"experiment": "baseline", "label": "Baseline"},
+                {"experiment": "roles_mp", "label": "Mixture by 4 Roles - Message Passing"},
+                {"experiment": "roles_ma", "label": "Mixture by 4 Roles - Message Aggregated"},
+            ],
+        },
+        "table2": {
+            "title": "Softmax",
+            "columns": DATASETS,
+            "rows": [
+                {"experiment": "baseline", "label": "Baseline"},
+                {"experiment": "moe4_softmax", "label": "4 Experts with Non-sparse Gating - Softmax"},
+                # special characters on purpose; no label: falls back to the experiment's label
+                {"experiment": "moe4_nosoftmax", "label": "No Softmax & 100% of_experts #1 {x} ~ ^"},
+            ],
+        },
+    },
+}
+
+
+def make_record(dataset: str, experiment: str, seed: int, last: float) -> dict[str, Any]:
+    """A minimal run record with the fields aggregation reads."""
+    return {
+        "dataset": dataset,
+        "experiment": experiment,
+        "seed": seed,
+        "device": "cpu",
+        "metrics": {
+            "paper": {"last": last, "best": last + 0.01, "best_epoch": 20},
+            "standard": {"test": last - 0.05, "val": last - 0.02, "epoch": 10},
+        },
+        "wall_time_s": 1.0,
+        "num_parameters": 10,
+        "active_parameters": 10,
+    }
+
+
+def make_summary(skip_pubmed_for: tuple[str, ...] = ("roles_mp",), short: tuple[str, ...] = ("roles_ma",)) -> pd.DataFrame:
+    """All experiments on all datasets, 3 seeds, except: no PubMed runs for ``skip_pubmed_for``,
+    only 2 Cora seeds for ``short``."""
+    records = []
+    for e_i, experiment in enumerate(EXPERIMENTS):
+        for dataset in DATASETS:
+            if dataset == "PubMed" and experiment in skip_pubmed_for:
+                continue
+            seeds = [0, 1] if (experiment in short and dataset == "Cora") else [0, 1, 2]
+            records += [make_record(dataset, experiment, s, 0.70 + 0.01 * e_i + 0.01 * s) for s in seeds]
+    expected = [
+        {"dataset": d, "experiment": e, "seed": s} for e in EXPERIMENTS for d in DATASETS for s in (0, 1, 2)
+    ]
+    return summarize(runs_frame(records), experiments_cfg=EXPERIMENTS, expected=expected)
+
+
+@pytest.fixture
+def summary_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "summary.csv"
+    make_summary().to_csv(path, index=False, na_rep="")
+    return path
+
+
+def _body_rows(tex: str) -> list[str]:
+    body = tex.split("\\midrule")[1].split("\\bottomrule")[0]
+    # Data rows without the label column's "\\raggedright " prefix.
+    return [line.strip().removeprefix("\\raggedright ") for line in body.strip().splitlines()]
+
+
+def test_rows_columns_and_paper_values() -> None:
+    tex = render_table(
+        make_summary(), CONFIG["tables"]["table1"], EXPERIMENTS, CONFIG["table_metric"], name="table1", n_seeds=3
+    )
+    for label in ("Baseline", "Mixture by 4 Roles - Message Passing", "Mixture by 4 Roles - Message Aggregated"):
+        assert label in tex
+    rows = _body_rows(tex)
+    assert len(rows) == 3
+    assert rows[0].startswith("Baseline &")
+    # 1 label + 3 datasets x (ours, paper)
+    assert all(r.count(" & ") == 6 for r in rows)
+    # baseline (experiment 0): seeds .70, .71, .72 -> 0.710 +- 0.010; paper 0.71 0.72 0.31
+    assert rows[0] == (
+        "Baseline & $0.710 \\pm 0.010$ & 0.71 & $0.710 \\pm 0.010$ & 0.72 & $0.710 \\pm 0.010$ & 0.31 \\\\"
+    )
+    for header in ("\\toprule", "\\midrule", "\\bottomrule", "\\multicolumn{2}{c}{Cora}", "\\multicolumn{2}{c}{PubMed}"):
+        assert header in tex
+    assert "\\label{tab:table1}" in tex
+    assert "\\caption{Mixture by 4 Roles. " in tex
+    assert "paper protocol" in tex and "last epoch" in tex and "over 3 seeds" in tex
+
+
+def test_dash_for_dataset_not_run_and_n_for_fewer_seeds() -> None:
+    tex = render_table(
+        make_summary(), CONFIG["tables"]["table1"], EXPERIMENTS, CONFIG["table_metric"], name="table1", n_seeds=3
+    )
+    rows = _body_rows(tex)
+    mp_cells = rows[1].removesuffix(" \\\\").split(" & ")
+    assert mp_cells[3] == "--"  # PubMed not run ...
+    assert mp_cells[4] == "0.70"  # ... but the paper's value still shown
+    ma_cells = rows[2].removesuffix(" \\\\").split(" & ")
+    assert "n=2" in ma_cells[1]  # Cora: two of three seeds
+    assert "n=" not in ma_cells[3] and "n=" not in ma_cells[5]
+    assert "superscript $n$" in tex
+
+
+def test_no_n_note_when_complete() -> None:
+    summary = make_summary(skip_pubmed_for=(), short=())
+    tex = render_table(summary, CONFIG["tables"]["table2"], EXPERIMENTS, CONFIG["table_metric"], name="table2")
+    assert "n=" not in tex and "superscript" not in tex
+    assert "--" not in "".join(_body_rows(tex))
+
+
+def test_escaping() -> None:
+    assert latex_escape("a & b_c 100% #1 {x} ~ ^ $ \\") == (
+        "a \\& b\\_c 100\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\$ \\textbackslash{}"
+    )
+    tex = render_table(make_summary(), CONFIG["tables"]["table2"], EXPERIMENTS, CONFIG["table_metric"], name="table2")
+    assert "No Softmax \\& 100\\% of\\_experts \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{}" in tex
+
+
+def test_standard_protocol_and_unknown_metric() -> None:
+    summary = make_summary()
+    tex = render_table(summary, CONFIG["tables"]["table1"], EXPERIMENTS, {"protocol": "standard", "metric": "test"},
+                       name="table1", label_suffix="-standard")
+    assert "\\label{tab:table1-standard}" in tex and "standard protocol" in tex
+    assert "$0.660 \\pm 0.010$" in tex  # standard test = paper last - 0.05
+    with pytest.raises(ValueError, match="unknown table metric"):
+        render_table(summary, CONFIG["tables"]["table1"], EXPERIMENTS, {"protocol": "paper", "metric": "median"})
+
+
+def test_write_tables_files(tmp_path: Path, summary_csv: Path) -> None:
+    out = tmp_path / "tables"
+    write_tables(str(summary_csv), CONFIG, str(out))
+    for name in ("table1.tex", "table2.tex", "tables.tex", "standard/table1.tex", "standard/table2.tex",
+                 "tables_standard.tex"):
+        assert (out / name).is_file(), name
+    index = (out / "tables.tex").read_text()
+    assert "booktabs" in index
+    assert "\\input{\\gsmoetablesdir table1}" in index and "\\input{\\gsmoetablesdir table2}" in index
+    assert "\\input{\\gsmoetablesdir standard/table1}" in (out / "tables_standard.tex").read_text()
+    # no stray temporary files from the atomic writes
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    # rerun: identical bytes
+    before = (out / "table1.tex").read_bytes()
+    write_tables(str(summary_csv), CONFIG, str(out))
+    assert (out / "table1.tex").read_bytes() == before
+
+
+def _pdflatex(directory: Path, name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", name],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (texlive-latex-base)")
+def test_tables_compile_with_pdflatex(tmp_path: Path, summary_csv: Path) -> None:
+    out = tmp_path / "tables"
+    write_tables(str(summary_csv), CONFIG, str(out))
+    preamble = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+    # 1) from the tables folder itself
+    (out / "doc.tex").write_text(preamble + "\\input{tables.tex}\n\\end{document}\n")
+    result = _pdflatex(out, "doc.tex")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (out / "doc.pdf").read_bytes().startswith(b"%PDF")
+    # 2) from another directory, both protocols, with the folder macro
+    (tmp_path / "paper.tex").write_text(
+        preamble
+        + "\\newcommand{\\gsmoetablesdir}{tables/}\n"
+        + "\\input{tables/tables.tex}\n\\input{tables/tables_standard.tex}\n"
+        + "See Table~\\ref{tab:table1} and~\\ref{tab:table2-standard}.\n\\end{document}\n"
+    )
+    result = _pdflatex(tmp_path, "paper.tex")
+    assert result.returncode == 0, result.stdout[-3000:]
+    # Readable on an article page: the paper's long row labels wrap instead of overflowing.
+    log = (tmp_path / "paper.log").read_text(errors="replace")
+    assert "Overfull \\hbox" not in log
