@@ -141,8 +141,13 @@ def test_summary_paper_empty_when_not_reported(tmp_path: Path) -> None:
     records = [make_record("PubMed", "extra", s) for s in range(2)]
     paths = write_records(tmp_path, records)
     out = tmp_path / "summary.csv"
-    aggregate_runs(paths, expected_runs(["PubMed"], ["extra"], [0, 1]), str(tmp_path / "r.csv"), str(out),
-                   experiments_cfg=EXPERIMENTS)
+    aggregate_runs(
+        paths,
+        expected_runs(["PubMed"], ["extra"], [0, 1]),
+        str(tmp_path / "r.csv"),
+        str(out),
+        experiments_cfg=EXPERIMENTS,
+    )
     text = out.read_text()
     # trailing empty "paper" cell on every data line
     assert all(line.endswith(",") for line in text.splitlines()[1:])
@@ -151,8 +156,13 @@ def test_summary_paper_empty_when_not_reported(tmp_path: Path) -> None:
 def test_single_seed_std_is_empty(tmp_path: Path) -> None:
     paths = write_records(tmp_path, [make_record("Cora", "baseline", 0, 0.7)])
     out = tmp_path / "summary.csv"
-    aggregate_runs(paths, expected_runs(["Cora"], ["baseline"], [0]), str(tmp_path / "r.csv"), str(out),
-                   experiments_cfg=EXPERIMENTS)
+    aggregate_runs(
+        paths,
+        expected_runs(["Cora"], ["baseline"], [0]),
+        str(tmp_path / "r.csv"),
+        str(out),
+        experiments_cfg=EXPERIMENTS,
+    )
     line = out.read_text().splitlines()[1]
     # dataset,experiment,protocol,metric,n,n_expected,mean,std,ci_low,ci_high,paper
     assert line == "Cora,baseline,paper,paper_last,1,1,0.7,,,,0.71"

@@ -68,7 +68,9 @@ def make_record(dataset: str, experiment: str, seed: int, last: float) -> dict[s
     }
 
 
-def make_summary(skip_pubmed_for: tuple[str, ...] = ("roles_mp",), short: tuple[str, ...] = ("roles_ma",)) -> pd.DataFrame:
+def make_summary(
+    skip_pubmed_for: tuple[str, ...] = ("roles_mp",), short: tuple[str, ...] = ("roles_ma",)
+) -> pd.DataFrame:
     """All experiments on all datasets, 3 seeds, except: no PubMed runs for ``skip_pubmed_for``,
     only 2 Cora seeds for ``short``."""
     records = []
@@ -78,9 +80,7 @@ def make_summary(skip_pubmed_for: tuple[str, ...] = ("roles_mp",), short: tuple[
                 continue
             seeds = [0, 1] if (experiment in short and dataset == "Cora") else [0, 1, 2]
             records += [make_record(dataset, experiment, s, 0.70 + 0.01 * e_i + 0.01 * s) for s in seeds]
-    expected = [
-        {"dataset": d, "experiment": e, "seed": s} for e in EXPERIMENTS for d in DATASETS for s in (0, 1, 2)
-    ]
+    expected = [{"dataset": d, "experiment": e, "seed": s} for e in EXPERIMENTS for d in DATASETS for s in (0, 1, 2)]
     return summarize(runs_frame(records), experiments_cfg=EXPERIMENTS, expected=expected)
 
 
@@ -112,7 +112,13 @@ def test_rows_columns_and_paper_values() -> None:
     assert rows[0] == (
         "Baseline & $0.710 \\pm 0.010$ & 0.71 & $0.710 \\pm 0.010$ & 0.72 & $0.710 \\pm 0.010$ & 0.31 \\\\"
     )
-    for header in ("\\toprule", "\\midrule", "\\bottomrule", "\\multicolumn{2}{c}{Cora}", "\\multicolumn{2}{c}{PubMed}"):
+    for header in (
+        "\\toprule",
+        "\\midrule",
+        "\\bottomrule",
+        "\\multicolumn{2}{c}{Cora}",
+        "\\multicolumn{2}{c}{PubMed}",
+    ):
         assert header in tex
     assert "\\label{tab:table1}" in tex
     assert "\\caption{Mixture by 4 Roles. " in tex
@@ -150,8 +156,14 @@ def test_escaping() -> None:
 
 def test_standard_protocol_and_unknown_metric() -> None:
     summary = make_summary()
-    tex = render_table(summary, CONFIG["tables"]["table1"], EXPERIMENTS, {"protocol": "standard", "metric": "test"},
-                       name="table1", label_suffix="-standard")
+    tex = render_table(
+        summary,
+        CONFIG["tables"]["table1"],
+        EXPERIMENTS,
+        {"protocol": "standard", "metric": "test"},
+        name="table1",
+        label_suffix="-standard",
+    )
     assert "\\label{tab:table1-standard}" in tex and "standard protocol" in tex
     assert "$0.660 \\pm 0.010$" in tex  # standard test = paper last - 0.05
     with pytest.raises(ValueError, match="unknown table metric"):
@@ -161,8 +173,14 @@ def test_standard_protocol_and_unknown_metric() -> None:
 def test_write_tables_files(tmp_path: Path, summary_csv: Path) -> None:
     out = tmp_path / "tables"
     write_tables(str(summary_csv), CONFIG, str(out))
-    for name in ("table1.tex", "table2.tex", "tables.tex", "standard/table1.tex", "standard/table2.tex",
-                 "tables_standard.tex"):
+    for name in (
+        "table1.tex",
+        "table2.tex",
+        "tables.tex",
+        "standard/table1.tex",
+        "standard/table2.tex",
+        "tables_standard.tex",
+    ):
         assert (out / name).is_file(), name
     index = (out / "tables.tex").read_text()
     assert "booktabs" in index

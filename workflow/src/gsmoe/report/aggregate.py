@@ -247,9 +247,7 @@ def check_complete(
     in which case it warns with the same list (and the summary's ``n`` shows the true count).
     """
     have = {(str(r["dataset"]), str(r["experiment"]), int(r["seed"])) for r in records}
-    missing = sorted(
-        {(str(e["dataset"]), str(e["experiment"]), int(e["seed"])) for e in expected} - have
-    )
+    missing = sorted({(str(e["dataset"]), str(e["experiment"]), int(e["seed"])) for e in expected} - have)
     if missing:
         error = IncompleteRunsError(missing)
         if not allow_missing:

@@ -197,9 +197,7 @@ def paired_difference(
     )
 
 
-def welch(
-    a: Iterable[float] | Mapping[Hashable, float], b: Iterable[float] | Mapping[Hashable, float]
-) -> WelchResult:
+def welch(a: Iterable[float] | Mapping[Hashable, float], b: Iterable[float] | Mapping[Hashable, float]) -> WelchResult:
     """Welch's t-test (unequal variances, two-sided) of ``mean(a) - mean(b)``.
 
     Unpaired: use it when the seeds of the two groups are not comparable (or as a check

@@ -172,9 +172,7 @@ def render_table(
         "  \\setlength{\\tabcolsep}{3pt}\n",
         f"  \\begin{{tabular}}{{@{{}}p{{{LABEL_WIDTH}}}{'cc' * ncol}@{{}}}}\n",
         "    \\toprule\n",
-        "    & "
-        + " & ".join(f"\\multicolumn{{2}}{{c}}{{{latex_escape(label)}}}" for _, label in columns)
-        + " \\\\\n",
+        "    & " + " & ".join(f"\\multicolumn{{2}}{{c}}{{{latex_escape(label)}}}" for _, label in columns) + " \\\\\n",
         "    " + "".join(f"\\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(ncol)) + "\n",
         "    Model & " + " & ".join(["Ours & Paper"] * ncol) + " \\\\\n",
         "    \\midrule\n",
@@ -201,7 +199,9 @@ def render_table(
         lines.append("    " + " & ".join(parts) + " \\\\\n")
     lines.append("    \\bottomrule\n")
     lines.append("  \\end{tabular}\n")
-    notes = [f"Ours: mean $\\pm$ sample std over seeds; Paper: as reported by the authors; {DASH}: not run (Ours) or not reported (Paper)."]
+    notes = [
+        f"Ours: mean $\\pm$ sample std over seeds; Paper: as reported by the authors; {DASH}: not run (Ours) or not reported (Paper)."
+    ]
     if any_flag:
         notes.append(f"A superscript $n$ gives the number of seeds where it differs from {n_table}.")
     lines.append("  \\par\\smallskip " + " ".join(notes) + "\n")
