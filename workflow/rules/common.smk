@@ -1,0 +1,203 @@
+# Configuration, run table, input functions and wildcard constraints.  The logic lives
+# in gsmoe.config (unit-tested); this file only wires it into the workflow.
+import copy
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# ---------------------------------------------------------------- the package on the path
+# Jobs (also inside conda envs and on cluster nodes, which re-read this file) import gsmoe
+# from workflow/src through PYTHONPATH; this process imports it through sys.path.
+GSMOE_SRC = str(Path(workflow.basedir, "workflow", "src").resolve())
+if GSMOE_SRC not in sys.path:
+    sys.path.insert(0, GSMOE_SRC)
+_pythonpath = os.environ.get("PYTHONPATH", "")
+if GSMOE_SRC not in _pythonpath.split(os.pathsep):
+    # set (not required) here, so no `envvars:` assertion
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(p for p in (GSMOE_SRC, _pythonpath) if p)
+    )
+
+from gsmoe.config import (
+    ConfigError,
+    experiment_datasets,
+    needs_roles,
+    raw_file_key,
+    raw_files,
+    regex_alternatives,
+    resolve_run,
+    roles_datasets,
+    run_table,
+    seed_chunks,
+    validate_config,
+)
+
+# ---------------------------------------------------------------- config
+# A --configfile is a complete config on its own (tests/workflow/config_smoke.yaml): it
+# replaces config.yaml instead of being merged into it, so that a test config with fewer
+# datasets really has fewer.  --config key=value still overrides single keys.  (Snakemake's
+# --replace-workflow-config does the same but is not passed on to cluster jobs.)
+if workflow.overwrite_configfiles:
+    config.clear()
+    config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
+
+try:
+    validate(config, schema="../schemas/config.schema.yaml", set_default=False)
+except WorkflowError:
+    try:  # same schema, but a message that names the key path and the fix
+        validate_config(config, base_dir=workflow.basedir)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
+    raise
+try:
+    _checked = validate_config(config, base_dir=workflow.basedir)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+config.clear()
+config.update(_checked)  # defaults filled, mirror absolute, "null = all" expanded
+
+DATASETS = list(config["datasets"])
+EXPERIMENTS = list(config["experiments"])
+SEEDS = [int(s) for s in config["seeds"]]
+RUNS = run_table(config)
+TABLES = list(config["tables"])
+FIGURES = list(config["figures"])
+ROLES_DATASETS = roles_datasets(config)
+
+# every raw file, keyed by (source, relpath)
+RAW = {
+    (config["datasets"][d]["source"], f["relpath"]): f
+    for d in DATASETS
+    for f in raw_files(config, d)
+}
+# train jobs: one generic rule with a {seed} wildcard, or one rule per chunk of seeds
+if config["seeds_per_job"] == 1:
+    TRAIN_JOBS = [("train", None)]
+else:
+    TRAIN_JOBS = [
+        (f"train_seeds_{chunk[0]}_{chunk[-1]}", chunk)
+        for chunk in seed_chunks(SEEDS, config["seeds_per_job"])
+    ]
+
+
+wildcard_constraints:
+    dataset=regex_alternatives(DATASETS),
+    experiment=regex_alternatives(EXPERIMENTS),
+    seed=r"\d+",
+    source=regex_alternatives(config["sources"]),
+    relpath=regex_alternatives(sorted({relpath for _, relpath in RAW})),
+    pyg_name=regex_alternatives(
+        sorted({config["datasets"][d]["pyg_name"] for d in DATASETS})
+    ),
+    figure=regex_alternatives(FIGURES),
+
+
+# ---------------------------------------------------------------- paths
+def raw_path(source, relpath):
+    return f"resources/raw/{source}/{relpath}"
+
+
+def dataset_raw_paths(dataset):
+    ds = config["datasets"][dataset]
+    return [raw_path(ds["source"], f["relpath"]) for f in ds["files"]]
+
+
+def pyg_root(dataset):
+    return f"resources/pyg/{dataset}"
+
+
+def prepared_path(dataset):
+    """PyG's processed file: the output of the prepare rule."""
+    return f"{pyg_root(dataset)}/{config['datasets'][dataset]['pyg_name']}/processed/data.pt"
+
+
+def roles_path(dataset):
+    return f"results/roles/{dataset}.npz"
+
+
+def run_path(dataset, experiment, seed):
+    return f"results/runs/{dataset}/{experiment}/seed{seed}.json"
+
+
+def all_run_paths():
+    return [run_path(r["dataset"], r["experiment"], r["seed"]) for r in RUNS]
+
+
+def dataset_run_paths(dataset):
+    return [run_path(**r) for r in RUNS if r["dataset"] == dataset]
+
+
+def table_paths():
+    return [f"results/tables/{t}.tex" for t in TABLES] + ["results/tables/tables.tex"]
+
+
+def figure_paths():
+    return [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")]
+
+
+def figure_run_paths(figure):
+    fig = config["figures"][figure]
+    return [run_path(fig["dataset"], e, s) for e in fig["experiments"] for s in SEEDS]
+
+
+def final_outputs():
+    """Inputs of the default target: summary, tables, figures (and so every run)."""
+    return ["results/summary.csv", *table_paths(), *figure_paths()]
+
+
+# ---------------------------------------------------------------- input functions
+def download_spec(wildcards):
+    """url, sha256 and members of one raw file (mirror and checksum_overrides applied)."""
+    return RAW[(wildcards.source, wildcards.relpath)]
+
+
+def prepare_input(wildcards):
+    if config["datasets"][wildcards.dataset]["pyg_name"] != wildcards.pyg_name:
+        raise WorkflowError(
+            f"resources/pyg/{wildcards.dataset}/{wildcards.pyg_name}: dataset "
+            f"{wildcards.dataset} has pyg_name {config['datasets'][wildcards.dataset]['pyg_name']}"
+        )
+    return dataset_raw_paths(wildcards.dataset)
+
+
+def train_input(wildcards):
+    """The prepared dataset, plus the roles table when the experiment uses the roles gate."""
+    inputs = {"dataset": prepared_path(wildcards.dataset)}
+    if needs_roles(config, wildcards.dataset, wildcards.experiment):
+        inputs["roles"] = roles_path(wildcards.dataset)
+    return inputs
+
+
+def train_outputs(seeds):
+    if seeds is None:
+        return [run_path("{dataset}", "{experiment}", "{seed}")]
+    return [run_path("{dataset}", "{experiment}", s) for s in seeds]
+
+
+def train_stem(seeds):
+    """Log/benchmark name of a train job: seed{seed} or seeds<first>-<last>."""
+    if seeds is None:
+        return "{dataset}/{experiment}/seed{seed}"
+    return f"{{dataset}}/{{experiment}}/seeds{seeds[0]}-{seeds[-1]}"
+
+
+def train_runs_param(seeds):
+    """params.runs of a train job: the resolved run configs, one per output."""
+
+    def runs(wildcards):
+        job_seeds = [int(wildcards.seed)] if seeds is None else seeds
+        return [
+            resolve_run(config, wildcards.dataset, wildcards.experiment, s)
+            for s in job_seeds
+        ]
+
+    return runs
+
+
+def train_runtime(seeds):
+    """Minutes for a train job: 30 per seed, doubled on each retry."""
+    n = 1 if seeds is None else len(seeds)
+    return lambda wildcards, attempt: 30 * n * attempt

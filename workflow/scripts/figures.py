@@ -1,0 +1,15 @@
+"""Snakemake script of rule `figure`: run records -> one figure (gsmoe.report.figures.write_figure)."""
+
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+
+from gsmoe.report.figures import write_figure  # noqa: E402
+
+write_figure(
+    list(snakemake.input),  # noqa: F821
+    snakemake.params.figure,  # noqa: F821
+    snakemake.params.experiments,  # noqa: F821
+    snakemake.output.pdf,  # noqa: F821
+    snakemake.output.png,  # noqa: F821
+)

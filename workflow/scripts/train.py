@@ -1,0 +1,19 @@
+"""Snakemake script of the train rules: train the job's runs, one JSON each (gsmoe.train.train_and_save)."""
+
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+
+from pathlib import Path  # noqa: E402
+
+from gsmoe.train import train_and_save  # noqa: E402
+
+roles = snakemake.input.get("roles")  # noqa: F821
+train_and_save(
+    snakemake.params.runs,  # noqa: F821
+    [Path(p) for p in snakemake.output],  # noqa: F821
+    Path(snakemake.params.root),  # noqa: F821
+    Path(roles) if roles else None,
+    device=snakemake.params.device,  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821
+)
