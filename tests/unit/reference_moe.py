@@ -87,9 +87,7 @@ def reference_conv(
         coefficients = reference_coefficients(conv, "message", x, None, batch, num_graphs, roles)
         gating_node = dst if conv.message_gate_node == "target" else src
         experts = conv.message_experts
-        messages = _mixture(
-            x[src], coefficients[gating_node], experts.weight, experts.bias, conv.message_activation
-        )
+        messages = _mixture(x[src], coefficients[gating_node], experts.weight, experts.bias, conv.message_activation)
     summed = torch.zeros(num_nodes, conv.out_channels).index_add(0, dst, messages)
     degree = torch.zeros(num_nodes).index_add(0, dst, torch.ones(dst.numel()))
     agg = summed / degree.clamp(min=1).unsqueeze(1)

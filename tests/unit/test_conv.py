@@ -89,6 +89,23 @@ def test_matches_per_expert_reference(kwargs: dict, train: bool) -> None:
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("placement", ["message", "aggregate", "both"])
+def test_single_graph_routed_as_a_whole_matches_reference(placement: str, train: bool) -> None:
+    # One graph takes the gathered-weights shortcut instead of the dispatch.
+    conv = _make_conv(dict(placement=placement, **GATES["topk_graph"])).train(train)
+    x, edge_index, _, _ = _graph_batch()
+    x.requires_grad_(True)
+    inputs = [x, *conv.parameters()]
+    torch.manual_seed(9)
+    out, _ = conv(x, edge_index)
+    torch.manual_seed(9)
+    expected = reference_conv(conv, x, edge_index)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    for got, want in zip(_grads(out, inputs), _grads(expected, inputs)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("placement", ["none", "message", "aggregate", "both"])
 def test_baseline_and_moe_without_batch_vector(placement: str) -> None:
     kwargs = dict(placement="none", gate="none", num_experts=1) if placement == "none" else dict(placement=placement)

@@ -77,6 +77,24 @@ def test_sparse_matches_loop_and_touches_only_selected(index: torch.Tensor) -> N
     assert (g1[1][unused] == 0).all() and (g1[2][unused] == 0).all()
 
 
+def test_select_matches_sparse_with_one_shared_selection() -> None:
+    torch.manual_seed(0)
+    experts = ExpertLinear(5, 3, num_experts=8)
+    x = torch.randn(6, 5)
+    chosen = torch.tensor([6, 1, 3])
+    torch.testing.assert_close(experts.select(x, chosen), experts.sparse(x, chosen.expand(6, 3)))
+    torch.testing.assert_close(experts.select(x, chosen), _loop_sparse(experts, x, chosen.expand(6, 3)))
+
+
+def test_sparse_reads_rows_through_an_index() -> None:
+    torch.manual_seed(0)
+    experts = ExpertLinear(5, 3, num_experts=8)
+    x = torch.randn(4, 5)
+    rows = torch.tensor([3, 0, 3, 2, 1, 1])  # e.g. the sender of each edge
+    index = torch.randint(0, 8, (6, 2), generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(experts.sparse(x, index, rows=rows), experts.sparse(x[rows], index))
+
+
 def test_sparse_with_no_rows() -> None:
     experts = ExpertLinear(5, 3, num_experts=4)
     out = experts.sparse(torch.randn(0, 5), torch.zeros(0, 2, dtype=torch.long))

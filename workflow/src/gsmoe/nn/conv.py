@@ -110,15 +110,21 @@ class SAGEMoEConv(MessagePassing):
         check_choice("message_activation", message_activation, ACTIVATIONS)
         check_choice("update_activation", update_activation, ACTIVATIONS)
         if (placement == "none") != (gate == "none"):
-            raise ValueError(f"gate {gate!r} does not fit placement {placement!r}: gate 'none' goes with placement 'none' only")
+            raise ValueError(
+                f"gate {gate!r} does not fit placement {placement!r}: gate 'none' goes with placement 'none' only"
+            )
         if placement == "none" and num_experts != 1:
             raise ValueError(f"num_experts must be 1 for placement 'none' (the baseline), got {num_experts}")
         if num_experts < 1:
             raise ValueError(f"num_experts must be >= 1, got {num_experts}")
         if gate == "shared" and placement != "both":
-            raise ValueError(f"gate 'shared' shares one gate between message and update: needs placement 'both', got {placement!r}")
+            raise ValueError(
+                f"gate 'shared' shares one gate between message and update: needs placement 'both', got {placement!r}"
+            )
         if gate == "noisy_topk" and not 1 <= top_k <= num_experts:
-            raise ValueError(f"top_k must satisfy 1 <= top_k <= num_experts, got top_k={top_k}, num_experts={num_experts}")
+            raise ValueError(
+                f"top_k must satisfy 1 <= top_k <= num_experts, got top_k={top_k}, num_experts={num_experts}"
+            )
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -189,7 +195,7 @@ class SAGEMoEConv(MessagePassing):
         if self.message_experts is None:
             # ReLU(W h_u) depends on the sender only: computed once per node, not per edge.
             messages = torch.relu(self.lin_message(x))
-            return self.propagate(edge_index, x=messages, weight=None, index=None), x.new_zeros(())
+            return self.propagate(edge_index, x=messages, weight=None, index=None, features=None), x.new_zeros(())
 
         gate = self._route("message", x, None, batch, roles, num_graphs)
         weight, index = self._per_node(gate, batch, x.size(0))
@@ -197,22 +203,39 @@ class SAGEMoEConv(MessagePassing):
         if self.routes_per_graph or self.message_gate_node == "source":
             # Sender and gating node share their routing (same graph, or the same node):
             # the mixed message is a per-node quantity, gathered per edge by propagate.
-            experts_out = self.message_experts.sparse(x, index) if sparse else self.message_experts.dense(x)
+            if sparse:
+                experts_out = self._top_k_experts(self.message_experts, x, gate, index)
+            else:
+                experts_out = self.message_experts.dense(x)
             messages = mix(experts_out, weight, self.message_activation)
-            return self.propagate(edge_index, x=messages, weight=None, index=None), gate.aux_loss
+            return self.propagate(edge_index, x=messages, weight=None, index=None, features=None), gate.aux_loss
         if sparse:
             # Node routing by the receiver: each edge row x_u goes through v's k experts.
-            return self.propagate(edge_index, x=x, weight=weight, index=index), gate.aux_loss
+            agg = self.propagate(
+                edge_index, x=None, weight=weight, index=index, features=x, size=(x.size(0), x.size(0))
+            )
+            return agg, gate.aux_loss
         # Dense gates use every expert: compute them once per sender, mix per edge.
         experts_out = self.message_experts.dense(x)
-        return self.propagate(edge_index, x=experts_out, weight=weight, index=None), gate.aux_loss
+        return self.propagate(edge_index, x=experts_out, weight=weight, index=None, features=None), gate.aux_loss
 
-    def message(self, x_j: Tensor, weight_i: Optional[Tensor], index_i: Optional[Tensor]) -> Tensor:
+    def message(
+        self,
+        x_j: Optional[Tensor],
+        weight_i: Optional[Tensor],
+        index_i: Optional[Tensor],
+        features: Optional[Tensor],
+        edge_index_j: Tensor,
+    ) -> Tensor:
+        """Per-edge message of eq. 13.  ``x_j`` holds finished per-node messages (no
+        ``weight_i``) or every expert's output of the sender (dense gates); with ``index_i``
+        the sender's ``features`` go through the receiver's top-k experts."""
         if weight_i is None:
             return x_j
-        if index_i is not None:
-            x_j = self.message_experts.sparse(x_j, index_i)
-        return mix(x_j, weight_i, self.message_activation)
+        if index_i is None:
+            return mix(x_j, weight_i, self.message_activation)
+        experts_out = self.message_experts.sparse(features, index_i, rows=edge_index_j)
+        return mix(experts_out, weight_i, self.message_activation)
 
     def _update(
         self, x: Tensor, agg: Tensor, batch: Optional[Tensor], roles: Optional[Tensor], num_graphs: Optional[int]
@@ -224,7 +247,7 @@ class SAGEMoEConv(MessagePassing):
         gate = self._route("update", x_cat, agg, batch, roles, num_graphs, h=x)
         weight, index = self._per_node(gate, batch, x.size(0))
         if self.gate == "noisy_topk":
-            experts_out = self.update_experts.sparse(x_cat, index)
+            experts_out = self._top_k_experts(self.update_experts, x_cat, gate, index)
         else:
             experts_out = self.update_experts.dense(x_cat)
         return mix(experts_out, weight, self.update_activation), gate.aux_loss
@@ -249,6 +272,12 @@ class SAGEMoEConv(MessagePassing):
             out = getattr(self, f"{stage}_gate")(gate_in)
         self.routing[stage] = GateOutput(out.weights.detach(), out.indices.detach(), out.aux_loss.detach())
         return out
+
+    def _top_k_experts(self, experts: ExpertLinear, x: Tensor, gate: GateOutput, index: Tensor) -> Tensor:
+        """Only the selected experts; a single graph routed as a whole needs no dispatch."""
+        if self.routes_per_graph and gate.indices.size(0) == 1:
+            return experts.select(x, gate.indices[0])
+        return experts.sparse(x, index)
 
     def _per_node(self, gate: GateOutput, batch: Optional[Tensor], num_nodes: int) -> Tuple[Tensor, Tensor]:
         """Broadcast a per-graph routing to the graph's nodes; per-node routing passes through."""

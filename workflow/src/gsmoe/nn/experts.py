@@ -5,12 +5,14 @@ All experts of one MoE layer live in one ``(E, in, out)`` tensor, so that mixing
 
 * :meth:`ExpertLinear.dense` applies every expert to every row (non-sparse gates, roles);
 * :meth:`ExpertLinear.sparse` applies to each row only the experts its gate selected
-  (noisy top-k, eq. 16-17), so unselected experts cost nothing and get no gradient.
+  (noisy top-k, eq. 16-17), so unselected experts cost nothing and get no gradient;
+  :meth:`ExpertLinear.select` is its shortcut when all rows share one selection.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +34,7 @@ class ExpertLinear(nn.Module):
     Shapes:
         - **weight:** :math:`(E, F_{in}, F_{out})`, **bias:** :math:`(E, F_{out})`
         - :meth:`dense`: :math:`(R, F_{in}) \to (R, E, F_{out})`
+        - :meth:`select`: :math:`(R, F_{in}), (k) \to (R, k, F_{out})`
         - :meth:`sparse`: :math:`(R, F_{in}), (R, k) \to (R, k, F_{out})`
     """
 
@@ -64,19 +67,35 @@ class ExpertLinear(nn.Module):
             out = out + self.bias
         return out
 
-    def sparse(self, x: Tensor, index: Tensor) -> Tensor:
+    def select(self, x: Tensor, experts: Tensor) -> Tensor:
+        """Every row through the same experts ``experts`` ``(k,)``: ``(R, in) -> (R, k, out)``.
+
+        The case of one graph routed as a whole (eq. 18 on a single-graph node task): the k
+        weight matrices are gathered once and no row is copied or padded.
+        """
+        out = torch.einsum("ri,kio->rko", x, self.weight[experts])
+        if self.bias is not None:
+            out = out + self.bias[experts]
+        return out
+
+    def sparse(self, x: Tensor, index: Tensor, rows: Optional[Tensor] = None) -> Tensor:
         """Row ``r`` through experts ``index[r, 0..k-1]`` only: ``(R, in), (R, k) -> (R, k, out)``.
+
+        With ``rows`` (shape ``(R,)``), row ``r`` is ``x[rows[r]]``: per-edge routing reads the
+        sender's features without first copying them once per edge.
 
         The ``R * k`` (row, slot) pairs are sorted by expert; each expert's rows are padded to
         a capacity that is its row count rounded up to a power of two, and the experts that
         share a capacity run in one ``baddbmm``.  That is at most ``log2(R * k) + 1`` batched
         products, none per expert, and at most 2x padding however skewed the load is.
         """
-        rows, k = index.shape
+        num_rows, k = index.shape
         flat_expert = index.reshape(-1)
         if flat_expert.numel() == 0:
-            return x.new_zeros(rows, k, self.out_channels)
-        flat_row = torch.arange(rows, device=x.device).repeat_interleave(k)
+            return x.new_zeros(num_rows, k, self.out_channels)
+        if rows is None:
+            rows = torch.arange(num_rows, device=x.device)
+        flat_row = rows.repeat_interleave(k)
         order = torch.argsort(flat_expert, stable=True)
         expert_sorted = flat_expert[order]
         row_sorted = flat_row[order]
@@ -94,22 +113,24 @@ class ExpertLinear(nn.Module):
             experts = torch.nonzero(capacity == cap).squeeze(1)
             slot_of_expert[experts] = torch.arange(experts.numel(), device=x.device)
             members = torch.nonzero(capacity_sorted == cap).squeeze(1)
-            slot = slot_of_expert[expert_sorted[members]]
-            pos = position[members]
-            buffer = x.new_zeros(experts.numel(), cap, self.in_channels)
-            buffer[slot, pos] = x[row_sorted[members]]
+            flat_slot = slot_of_expert[expert_sorted[members]] * cap + position[members]
+            # Padding slots read row 0: one gather builds the padded batch, no zero fill, and
+            # the padding outputs are dropped below, so they pass back no gradient.
+            gather = torch.zeros(experts.numel() * cap, dtype=torch.long, device=x.device)
+            gather[flat_slot] = row_sorted[members]
+            buffer = x[gather].view(experts.numel(), cap, self.in_channels)
             if self.bias is not None:
                 y = torch.baddbmm(self.bias[experts].unsqueeze(1), buffer, self.weight[experts])
             else:
                 y = torch.bmm(buffer, self.weight[experts])
-            pieces.append(y[slot, pos])
+            pieces.append(y.reshape(-1, self.out_channels)[flat_slot])
             targets.append(order[members])
 
         # Undo the sort: pair p of the flat (row, slot) order sits at inverse[p] in the pieces.
         target = torch.cat(targets)
         inverse = torch.empty_like(target)
         inverse[target] = torch.arange(target.numel(), device=x.device)
-        return torch.cat(pieces)[inverse].view(rows, k, self.out_channels)
+        return torch.cat(pieces)[inverse].view(num_rows, k, self.out_channels)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, num_experts={self.num_experts}"

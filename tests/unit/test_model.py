@@ -1,0 +1,271 @@
+"""GraphSAGEMoE and build_model: the stack, the run-config contract, parameters, overfitting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from gsmoe.nn import MODEL_DEFAULTS, GraphSAGEMoE, ModelOutput, build_model
+
+E = 4
+
+# The ``model:`` block of docs/design.md.
+DESIGN_CFG = {
+    "hidden": 32,
+    "num_layers": 2,
+    "dropout": 0.5,
+    "placement": "aggregate",
+    "num_experts": 4,
+    "gate": "dense",
+    "softmax": True,
+    "top_k": 4,
+    "pool": "graph",
+    "balance_loss_weight": 0.0,
+    "message_gate_node": "target",
+    "message_activation": "outside",
+    "update_activation": "inside",
+}
+
+BASELINE = dict(placement="none", gate="none", num_experts=1)
+VARIANTS = {
+    "baseline": BASELINE,
+    "roles-message": dict(placement="message", gate="roles", num_experts=E),
+    "roles-aggregate": dict(placement="aggregate", gate="roles", num_experts=E),
+    "dense-aggregate": dict(placement="aggregate", gate="dense", num_experts=E),
+    "dense-nosoftmax": dict(placement="aggregate", gate="dense", num_experts=E, softmax=False),
+    "dense-message-source": dict(placement="message", gate="dense", num_experts=E, message_gate_node="source"),
+    "topk-graph-both": dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="graph"),
+    "topk-node-aggregate": dict(placement="aggregate", gate="noisy_topk", num_experts=8, top_k=2, pool="node"),
+    "shared-both": dict(placement="both", gate="shared", num_experts=E),
+}
+
+
+def _random_graph(num_nodes: int, num_edges: int, gen: torch.Generator, features: int = 8) -> Data:
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=gen)
+    edge_index = torch.cat([edge_index, edge_index.flip(0)], 1)
+    x = torch.randn(num_nodes, features, generator=gen)
+    roles = torch.softmax(2 * torch.randn(num_nodes, E, generator=gen), -1)
+    return Data(x=x, edge_index=edge_index, roles=roles)
+
+
+def _node_data(seed: int = 0) -> Data:
+    gen = torch.Generator().manual_seed(seed)
+    data = _random_graph(30, 45, gen)
+    data.y = torch.randint(0, 3, (30,), generator=gen)
+    return data
+
+
+def _graph_batch(seed: int = 0, num_graphs: int = 16) -> Batch:
+    gen = torch.Generator().manual_seed(seed)
+    graphs = []
+    for i in range(num_graphs):
+        n = int(torch.randint(3, 8, (1,), generator=gen))
+        graph = _random_graph(n, n, gen)
+        graph.y = torch.tensor([i % 2])
+        graphs.append(graph)
+    return Batch.from_data_list(graphs)
+
+
+def _cfg(**overrides) -> dict:
+    return {**DESIGN_CFG, "dropout": 0.0, **overrides}
+
+
+def test_design_config_builds_the_authors_stack() -> None:
+    model = build_model(DESIGN_CFG, in_channels=8, num_classes=3, task="node")
+    assert len(model.convs) == 2
+    assert [str(c) for c in model.convs] == [
+        "SAGEMoEConv(8, 32, placement=aggregate, gate=dense, experts=4)",
+        "SAGEMoEConv(32, 32, placement=aggregate, gate=dense, experts=4)",
+    ]
+    head = [type(m).__name__ for m in model.head]
+    assert head == ["Linear", "Dropout", "Linear"]
+    out = model.eval()(_node_data())
+    assert isinstance(out, ModelOutput)
+    assert out.log_probs.shape == (30, 3)
+    torch.testing.assert_close(out.log_probs.exp().sum(1), torch.ones(30))
+    assert out.aux_loss.item() == 0.0
+
+
+def test_missing_keys_take_design_defaults() -> None:
+    assert MODEL_DEFAULTS.keys() == DESIGN_CFG.keys()
+    model = build_model({}, in_channels=8, num_classes=3, task="node")
+    assert len(model.convs) == MODEL_DEFAULTS["num_layers"] and model.dropout == MODEL_DEFAULTS["dropout"]
+
+
+@pytest.mark.parametrize("task", ["node", "graph"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_forward_shapes_and_expert_load(variant: str, task: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(**VARIANTS[variant]), 8, 3, task)
+    data = _node_data() if task == "node" else _graph_batch()
+    out = model(data)
+    rows = 30 if task == "node" else 16
+    assert out.log_probs.shape == (rows, 3) and torch.isfinite(out.log_probs).all()
+    load = model.expert_load()
+    placement = VARIANTS[variant]["placement"]
+    stages = {"none": [], "message": ["message"], "aggregate": ["update"], "both": ["message", "update"]}[placement]
+    assert sorted(load) == sorted(f"conv{i}.{s}" for i in range(2) for s in stages)
+    for fractions in load.values():
+        assert len(fractions) == VARIANTS[variant]["num_experts"]
+
+
+def _expected_baseline_parameters(in_channels: int, hidden: int, classes: int) -> int:
+    def conv(i: int) -> int:
+        return (i * hidden + hidden) + ((i + hidden) * hidden + hidden)
+
+    return conv(in_channels) + conv(hidden) + (hidden * hidden + hidden) + (hidden * classes + classes)
+
+
+def test_parameter_counts() -> None:
+    baseline = build_model(_cfg(**BASELINE), 8, 3, "node")
+    assert baseline.num_parameters() == baseline.active_parameters() == _expected_baseline_parameters(8, 32, 3)
+
+    dense = build_model(_cfg(placement="both", gate="dense", num_experts=4), 8, 3, "node")
+    assert dense.active_parameters() == dense.num_parameters()
+
+    topk = build_model(_cfg(placement="both", gate="noisy_topk", num_experts=8, top_k=2), 8, 3, "node")
+    unused_experts = 0
+    for conv in topk.convs:
+        for experts in (conv.message_experts, conv.update_experts):
+            unused_experts += (8 - 2) * (experts.weight[0].numel() + experts.bias[0].numel())
+    assert topk.active_parameters() == topk.num_parameters() - unused_experts
+    gate_params = sum(p.numel() for c in topk.convs for g in (c.message_gate, c.update_gate) for p in g.parameters())
+    assert gate_params > 0  # counted in both totals
+
+
+def test_expert_load_fractions_for_topk_graph_pool() -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(placement="aggregate", gate="noisy_topk", num_experts=8, top_k=2), 8, 2, "graph")
+    model.eval()(_graph_batch())
+    for fractions in model.expert_load().values():
+        # Each of the 16 graphs picks 2 experts: fractions are multiples of 1/16 summing to 2.
+        assert sum(fractions) == pytest.approx(2.0)
+        assert all(abs(f * 16 - round(f * 16)) < 1e-9 for f in fractions)
+
+
+def test_aux_loss_collected_in_training_only() -> None:
+    torch.manual_seed(0)
+    cfg = _cfg(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="node", balance_loss_weight=0.1)
+    model = build_model(cfg, 8, 3, "node")
+    data = _node_data()
+    assert model.train()(data).aux_loss.item() > 0
+    assert model.eval()(data).aux_loss.item() == 0.0
+
+
+def test_dropout_after_every_conv_and_determinism() -> None:
+    data = _node_data()
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = build_model({**DESIGN_CFG, "gate": "noisy_topk", "top_k": 2}, 8, 3, "node").train()
+        outs.append(model(data).log_probs)
+    assert torch.equal(outs[0], outs[1])
+    torch.manual_seed(2)
+    assert not torch.equal(model(data).log_probs, outs[0])
+
+
+@pytest.mark.parametrize("variant", ["baseline", "topk-graph-both", "dense-aggregate"])
+def test_graphs_in_a_batch_are_independent(variant: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(**VARIANTS[variant]), 8, 3, "graph").eval()
+    batch = _graph_batch(num_graphs=4)
+    changed = batch.clone()
+    changed.x = batch.x.clone()
+    changed.x[batch.batch == 2] += 1.0
+    out1, out2 = model(batch).log_probs, model(changed).log_probs
+    torch.testing.assert_close(out1[[0, 1, 3]], out2[[0, 1, 3]])
+    assert not torch.allclose(out1[2], out2[2])
+
+
+@pytest.mark.parametrize("task", ["node", "graph"])
+def test_single_graph_without_edges(task: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(placement="both", gate="noisy_topk", num_experts=4, top_k=2), 8, 3, task)
+    data = Data(x=torch.randn(5, 8), edge_index=torch.empty(2, 0, dtype=torch.long))
+    out = model(data)
+    assert out.log_probs.shape == ((5, 3) if task == "node" else (1, 3))
+    assert torch.isfinite(out.log_probs).all()
+    one = Batch.from_data_list([data])
+    torch.testing.assert_close(model.eval()(one).log_probs, model(data).log_probs)
+
+
+def test_roles_missing_or_mismatched() -> None:
+    model = build_model(_cfg(**VARIANTS["roles-aggregate"]), 8, 3, "node")
+    data = _node_data()
+    del data.roles
+    with pytest.raises(ValueError, match="needs GraphRole role distributions as data.roles"):
+        model(data)
+    data.roles = torch.softmax(torch.randn(30, 5), -1)
+    with pytest.raises(ValueError, match="num_experts=4"):
+        model(data)
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(gate="roles", placement="none", num_experts=1), "gate 'roles' does not fit placement 'none'"),
+        (dict(gate="shared", placement="aggregate"), "needs placement 'both'"),
+        (dict(gate="noisy_topk", top_k=8, num_experts=4), "top_k=8, num_experts=4"),
+        (dict(placement="everywhere"), "placement must be one of"),
+        (dict(pool="edge"), "pool must be one of"),
+        (dict(message_gate_node="middle"), "message_gate_node must be one of"),
+        (dict(update_activation="before"), "update_activation must be one of"),
+        (dict(hidden=0), "hidden must be a positive integer"),
+        (dict(num_layers=1.5), "num_layers must be a positive integer"),
+        (dict(num_experts=True), "num_experts must be a positive integer"),
+        (dict(dropout=-0.1), "dropout must be a non-negative number"),
+        (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+        (dict(softmax="yes"), "softmax must be true or false"),
+        (dict(balance_loss_weight="a"), "balance_loss_weight must be a non-negative number"),
+        (dict(expert=4), "unknown model config key"),
+    ],
+)
+def test_build_model_rejects_bad_config(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_model({**DESIGN_CFG, **overrides}, 8, 3, "node")
+
+
+def test_bad_task() -> None:
+    with pytest.raises(ValueError, match="task must be one of"):
+        GraphSAGEMoE(8, 3, task="edge")
+
+
+def test_keys_of_other_gates_are_not_cross_checked() -> None:
+    # A resolved baseline config still carries top_k etc. from the defaults.
+    build_model({**DESIGN_CFG, **BASELINE, "top_k": 4}, 8, 3, "graph")
+
+
+def _fit(model: GraphSAGEMoE, data: Data, steps: int = 300) -> float:
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    accuracy = 0.0
+    for step in range(steps):
+        model.train()
+        optimizer.zero_grad()
+        out = model(data)
+        loss = torch.nn.functional.nll_loss(out.log_probs, data.y) + out.aux_loss
+        loss.backward()
+        optimizer.step()
+        if step % 20 == 19:
+            model.eval()
+            with torch.no_grad():
+                accuracy = (model(data).log_probs.argmax(1) == data.y).float().mean().item()
+            if accuracy >= 0.95:
+                break
+    return accuracy
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_overfits_node_task(variant: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(**VARIANTS[variant]), 8, 3, "node")
+    assert _fit(model, _node_data()) >= 0.95
+
+
+@pytest.mark.parametrize(
+    "variant", ["baseline", "roles-aggregate", "dense-aggregate", "topk-graph-both", "shared-both"]
+)
+def test_overfits_graph_task(variant: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(**VARIANTS[variant]), 8, 2, "graph")
+    assert _fit(model, _graph_batch()) >= 0.95
