@@ -1,0 +1,151 @@
+"""The workflow itself: dry runs list exactly the run table, lint and format are clean.
+
+Each test runs Snakemake in a subprocess with ``--directory`` pointing at a temporary
+folder, so nothing in the checkout (results/, .snakemake/) is read or locked.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow" / "src"))
+
+from gsmoe.config import load_config, run_table, seed_chunks  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SMOKE = REPO / "tests" / "workflow" / "config_smoke.yaml"
+RUN_RE = re.compile(r"results/runs/(\w+)/(\w+)/seed(\d+)\.json")
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> str:
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    if check:
+        assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def dry_run(tmp_path: Path, *args: str) -> str:
+    """Dry run in ``tmp_path``; config.yaml (relative to the working directory) is given
+    explicitly unless the test passes its own --configfile."""
+    config = [] if "--configfile" in args else ["--configfile", str(REPO / "config.yaml")]
+    return snakemake("-n", "--directory", str(tmp_path), *args, *config)
+
+
+def job_counts(out: str) -> dict[str, int]:
+    """The "Job stats" table of a dry run: {rule: count}."""
+    table = out.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def train_outputs(out: str) -> set[tuple[str, str, int]]:
+    """(dataset, experiment, seed) of every run record named in `output:` lines."""
+    runs = set()
+    for line in out.splitlines():
+        if line.strip().startswith("output:"):
+            runs |= {(d, e, int(s)) for d, e, s in RUN_RE.findall(line)}
+    return runs
+
+
+def expected(config_path: Path) -> set[tuple[str, str, int]]:
+    cfg = load_config(config_path, base_dir=REPO)
+    return {(r["dataset"], r["experiment"], r["seed"]) for r in run_table(cfg)}
+
+
+def test_default_dry_run_lists_every_run(tmp_path):
+    out = dry_run(tmp_path)
+    want = expected(REPO / "config.yaml")
+    assert len(want) == 3 * 9 * 10
+    assert train_outputs(out) == want
+    counts = job_counts(out)
+    assert counts["train"] == len(want)  # one job per run
+    assert counts["download"] == 8 + 8 + 1
+    assert counts["prepare"] == 3 and counts["roles"] == 3
+    assert counts["aggregate"] == 1 and counts["tables"] == 1 and counts["figure"] == 2
+    assert counts["all"] == 1
+
+
+def test_seeds_per_job_chunks(tmp_path):
+    out = dry_run(tmp_path, "--config", "seeds_per_job=4")
+    assert train_outputs(out) == expected(REPO / "config.yaml")
+    counts = job_counts(out)
+    chunks = seed_chunks(range(10), 4)
+    assert chunks == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    for chunk in chunks:  # one job per (dataset, experiment) and chunk
+        assert counts[f"train_seeds_{chunk[0]}_{chunk[-1]}"] == 27
+    assert "train" not in counts
+
+
+def test_smoke_config_replaces_default(tmp_path):
+    out = dry_run(tmp_path, "--configfile", str(SMOKE))
+    want = expected(SMOKE)
+    assert {d for d, _, _ in want} == {"Cora", "ENZYMES"}
+    assert train_outputs(out) == want
+    counts = job_counts(out)
+    assert counts["download"] == 8 + 1  # PubMed is configured but not run: not fetched
+    assert counts["train_seeds_0_1"] == 9 * 2
+    # the relative mirror resolves against the repository, not --directory
+    assert str((REPO / ".." / "shared" / "datasets").resolve()) in out or "PubMed" not in out
+
+
+def test_dataset_target(tmp_path):
+    out = dry_run(tmp_path, "dataset_ENZYMES")
+    runs = train_outputs(out)
+    assert runs == {r for r in expected(REPO / "config.yaml") if r[0] == "ENZYMES"}
+    counts = job_counts(out)
+    assert "aggregate" not in counts and counts["prepare"] == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "rules"),
+    [("tables", {"tables", "aggregate", "train"}), ("figures", {"figure", "figures", "train"})],
+)
+def test_tables_and_figures_targets(tmp_path, target, rules):
+    counts = job_counts(dry_run(tmp_path, target))
+    assert rules <= set(counts)
+    assert "all" not in counts
+
+
+def test_bad_config_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    text = SMOKE.read_text().replace("num_experts: 128, top_k: 4", "num_experts: 128, top_k: 200")
+    bad.write_text(text)
+    out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(bad), check=False)
+    assert "config: experiments.topk128.model.top_k (200) must be <= num_experts (128)" in out
+    bad.write_text(SMOKE.read_text().replace("seeds: [0, 1]", "seeds: [0, 1]\nsead: 3"))
+    out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(bad), check=False)
+    assert "config: unknown key 'sead'" in out
+
+
+def test_lint_clean():
+    out = snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition" in out, out[-4000:]
+
+
+def test_snakefmt_clean():
+    proc = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
