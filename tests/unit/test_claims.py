@@ -1,0 +1,499 @@
+"""Claims report: verdicts on synthetic runs whose answer is known, config, output files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from gsmoe.report.aggregate import RUN_COLUMNS
+from gsmoe.report.claims import (
+    CLAIM_COLUMNS,
+    PROTOCOL_METRICS,
+    REFERENCE_COLUMNS,
+    check_references,
+    decide,
+    evaluate_claims,
+    holm,
+    min_attainable_p,
+    parse_claims,
+    write_claims,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = list(range(10))
+# Fixed per-seed noise shared by all experiments of a dataset (what pairing removes),
+# plus a small per-experiment wobble, so differences are clear but not constant.
+SEED_EFFECT = np.linspace(-0.03, 0.03, len(SEEDS))
+WOBBLE = np.array([0.002, -0.001, 0.0, 0.001, -0.002, 0.002, -0.001, 0.001, 0.0, -0.002])
+
+EXPERIMENTS = {
+    "base": {"label": "Base", "paper": {"Cora": 0.71, "ENZYMES": 0.31}},
+    "win": {"label": "Wins", "paper": {"Cora": 0.75, "ENZYMES": 0.34}},
+    "lose": {"label": "Loses", "paper": {"Cora": 0.69}},
+    "noise": {"label": "Noise", "paper": {"Cora": 0.72}},
+    "same": {"label": "Same", "paper": {"Cora": 0.71}},
+    "absent": {"label": "Never run", "paper": {"Cora": 0.80}},
+}
+DATASETS = {"Cora": {}, "ENZYMES": {}}
+
+
+def run_rows(dataset: str, experiment: str, means: float | list[float], seeds: list[int] = SEEDS) -> list[dict]:
+    """runs.csv rows; ``means`` is one offset for all seeds or one value per seed."""
+    rows = []
+    for i, seed in enumerate(seeds):
+        if isinstance(means, list):
+            value = means[i]
+        else:
+            value = means + SEED_EFFECT[seed] + (WOBBLE[seed] if experiment != "base" else 0.0)
+        rows.append(
+            {
+                "dataset": dataset,
+                "experiment": experiment,
+                "seed": seed,
+                "paper_last": value,
+                "paper_best": value + 0.01,
+                "paper_best_epoch": 100,
+                "standard_test": value - 0.01,
+                "standard_val": value,
+                "standard_epoch": 90,
+                "wall_time_s": 1.0,
+                "num_parameters": 100,
+                "active_parameters": 100,
+                "device": "cpu",
+            }
+        )
+    return rows
+
+
+def frame(*row_lists: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([r for rows in row_lists for r in rows], columns=RUN_COLUMNS)
+
+
+def base_runs() -> pd.DataFrame:
+    """base 0.70; win +0.05; lose -0.05; noise: ±0.01 alternating around base; same = base exactly."""
+    base = [0.70 + e for e in SEED_EFFECT]
+    noise = [b + (0.01 if s % 2 else -0.01) for s, b in enumerate(base)]
+    return frame(
+        run_rows("Cora", "base", 0.70),
+        run_rows("Cora", "win", 0.75),
+        run_rows("Cora", "lose", 0.65),
+        run_rows("Cora", "noise", noise),
+        run_rows("Cora", "same", list(base)),
+        run_rows("ENZYMES", "base", 0.30),
+        run_rows("ENZYMES", "win", 0.25),
+    )
+
+
+def config(*claims: dict, **extra: Any) -> dict:
+    return {"experiments": EXPERIMENTS, "datasets": DATASETS, "claims": list(claims), **extra}
+
+
+def claim(cid: str, a: str, b: str, expect: str | None = "greater", **over: Any) -> dict:
+    entry = {"id": cid, "text": f"{a} vs {b}", "table": "table9", "compare": {"a": a, "b": b}}
+    if expect is not None:
+        entry["expect"] = expect
+    entry.update(over)
+    return entry
+
+
+def verdicts(df: pd.DataFrame, cid: str, dataset: str = "Cora") -> set[str]:
+    """Verdicts of one claim on one dataset over both protocols."""
+    return set(df[(df["claim"] == cid) & (df["dataset"] == dataset)]["verdict"])
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize(
+    ("a", "expect", "verdict"),
+    [
+        ("win", "greater", "holds"),  # clear win
+        ("lose", "greater", "does not hold"),  # clear loss
+        ("noise", "greater", "inconclusive"),  # no effect
+        ("lose", "less", "holds"),
+        ("win", "less", "does not hold"),
+        ("noise", "less", "inconclusive"),
+        ("same", "equal", "holds"),  # identical values
+        ("noise", "equal", "holds"),
+        ("win", "equal", "does not hold"),
+        ("lose", "equal", "does not hold"),
+        ("lose", "not_greater", "holds"),  # significantly less is "not greater"
+        ("noise", "not_greater", "holds"),
+        ("same", "not_greater", "holds"),
+        ("win", "not_greater", "does not hold"),
+    ],
+)
+def test_known_verdicts(a: str, expect: str, verdict: str) -> None:
+    df = evaluate_claims(base_runs(), config(claim("c", a, "base", expect, datasets=["Cora"])))
+    assert len(df) == 2  # one dataset x two protocols
+    assert verdicts(df, "c") == {verdict}
+    assert df["paired"].all() and (df["n"] == 10).all()
+
+
+def test_paired_statistics_match_hand_computation() -> None:
+    runs = base_runs()
+    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
+    row = df[df["protocol"] == "paper"].iloc[0]
+    d = 0.05 + WOBBLE  # win - base per seed
+    half = stats.t.ppf(0.975, 9) * d.std(ddof=1) / math.sqrt(10)
+    assert row["diff"] == pytest.approx(d.mean())
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    # every difference is positive: only the all-plus / all-minus sign vectors are as extreme
+    assert row["p_value"] == pytest.approx(2 / 2**10)
+    assert row["test"] == "sign-flip permutation (exact, 2^10)"
+    assert row["mean_a"] == pytest.approx(np.mean(0.75 + SEED_EFFECT + WOBBLE))
+    assert row["confidence"] == pytest.approx(0.95)
+
+
+def test_identical_values_give_zero_difference_and_p_one() -> None:
+    df = evaluate_claims(base_runs(), config(claim("c", "same", "base", "equal", datasets=["Cora"])))
+    row = df.iloc[0]
+    assert (row["diff"], row["ci_low"], row["ci_high"], row["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_protocols_read_their_columns() -> None:
+    runs = base_runs()
+    runs.loc[runs["experiment"] == "win", "standard_test"] -= 0.10  # win loses under the standard protocol
+    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
+    by_protocol = dict(zip(df["protocol"], df["verdict"]))
+    assert by_protocol == {"paper": "holds", "standard": "does not hold"}
+    assert dict(zip(df["protocol"], df["metric"])) == PROTOCOL_METRICS
+
+
+def test_decide_table() -> None:
+    assert decide("greater", 0.1, 0.01, 0.05) == "holds"
+    assert decide("greater", 0.1, 0.05, 0.05) == "inconclusive"  # p must be < alpha
+    assert decide("not_greater", -0.1, 0.01, 0.05) == "holds"
+    assert decide("equal", 0.0, math.nan, 0.05) == "inconclusive"
+    with pytest.raises(ValueError, match="expect must be one of"):
+        decide("bigger", 0.1, 0.01, 0.05)
+
+
+# ----------------------------------------------------------------------------- too little data
+
+
+def test_missing_experiment_and_dataset_are_not_run() -> None:
+    cfg = config(
+        claim("gone", "absent", "base"),  # experiment configured but never run
+        claim("enz", "noise", "base"),  # noise has no ENZYMES runs
+    )
+    df = evaluate_claims(base_runs(), cfg)
+    assert verdicts(df, "gone", "Cora") == {"not run"}
+    assert verdicts(df, "gone", "ENZYMES") == {"not run"}
+    assert verdicts(df, "enz", "ENZYMES") == {"not run"}
+    assert verdicts(df, "enz", "Cora") == {"inconclusive"}
+    row = df[(df["claim"] == "gone") & (df["dataset"] == "Cora")].iloc[0]
+    assert "no runs of absent on Cora" in row["note"]
+    assert math.isnan(row["diff"]) and math.isnan(row["p_value"]) and row["verdict_holm"] == "not run"
+
+
+def test_empty_runs_table_is_all_not_run() -> None:
+    df = evaluate_claims(frame(), config(claim("c", "win", "base")))
+    assert len(df) == 4 and set(df["verdict"]) == {"not run"}
+
+
+def test_one_seed_is_inconclusive() -> None:
+    runs = frame(run_rows("Cora", "base", 0.5, seeds=[0]), run_rows("Cora", "win", 0.9, seeds=[0]))
+    for expect in ("greater", "equal", "not_greater"):
+        df = evaluate_claims(runs, config(claim("c", "win", "base", expect, datasets=["Cora"])))
+        assert verdicts(df, "c") == {"inconclusive"}
+        assert df["note"].str.startswith("n too small").all()
+        assert (df["n"] == 1).all()
+
+
+def test_too_few_pairs_to_reach_alpha_is_inconclusive() -> None:
+    # 4 pairs: the exact sign-flip test cannot go below 2/16 = 0.125, so even an identical
+    # pair of experiments must not count as "equal holds".
+    seeds = [0, 1, 2, 3]
+    runs = frame(
+        run_rows("Cora", "base", 0.5, seeds=seeds),
+        run_rows("Cora", "same", [0.5 + SEED_EFFECT[s] for s in seeds], seeds=seeds),
+    )
+    df = evaluate_claims(runs, config(claim("c", "same", "base", "equal", datasets=["Cora"])))
+    assert verdicts(df, "c") == {"inconclusive"}
+    assert "smallest attainable p is 0.125" in df["note"].iloc[0]
+    # with alpha 0.2 the same 4 pairs can reach significance
+    df = evaluate_claims(runs, config(claim("c", "same", "base", "equal", datasets=["Cora"]), claims_alpha=0.2))
+    assert verdicts(df, "c") == {"holds"}
+    assert df["confidence"].iloc[0] == pytest.approx(0.8)
+
+
+def test_min_attainable_p() -> None:
+    assert min_attainable_p(1) == 1.0
+    assert min_attainable_p(2) == 0.5
+    assert min_attainable_p(5) == pytest.approx(0.0625)
+    assert min_attainable_p(6) < 0.05
+    assert min_attainable_p(40) < 0.001  # Monte Carlo beyond 16 pairs
+
+
+def test_unmatched_seeds_pair_on_the_common_ones() -> None:
+    runs = frame(run_rows("Cora", "base", 0.70), run_rows("Cora", "win", 0.75, seeds=SEEDS[:8]))
+    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
+    row = df.iloc[0]
+    assert row["paired"] and row["n"] == 8 and (row["n_a"], row["n_b"]) == (8, 10)
+    assert "paired on 8 common seeds" in row["note"] and row["verdict"] == "holds"
+
+
+def test_no_common_seed_uses_welch() -> None:
+    a_vals, b_vals = [0.80, 0.82, 0.81, 0.83], [0.70, 0.74, 0.72]
+    runs = frame(run_rows("Cora", "win", a_vals, seeds=[0, 1, 2, 3]), run_rows("Cora", "base", b_vals, seeds=[4, 5, 6]))
+    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
+    row = df[df["protocol"] == "paper"].iloc[0]
+    ref = stats.ttest_ind(a_vals, b_vals, equal_var=False)
+    assert not row["paired"] and row["test"] == "Welch t-test" and math.isnan(row["n"])
+    assert row["p_value"] == pytest.approx(ref.pvalue)
+    va, vb = np.var(a_vals, ddof=1) / 4, np.var(b_vals, ddof=1) / 3
+    df_ws = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 2)
+    half = stats.t.ppf(0.975, df_ws) * math.sqrt(va + vb)
+    diff = np.mean(a_vals) - np.mean(b_vals)
+    assert (row["diff"], row["ci_low"], row["ci_high"]) == pytest.approx((diff, diff - half, diff + half))
+    assert row["verdict"] == "holds" and "Welch" in row["note"]
+
+
+def test_welch_with_one_run_on_a_side_is_inconclusive() -> None:
+    runs = frame(run_rows("Cora", "win", [0.8, 0.81], seeds=[0, 1]), run_rows("Cora", "base", [0.7], seeds=[5]))
+    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
+    assert verdicts(df, "c") == {"inconclusive"} and "n too small" in df["note"].iloc[0]
+
+
+@pytest.mark.filterwarnings("error")
+def test_welch_with_constant_groups() -> None:
+    equal = frame(
+        run_rows("Cora", "same", [0.5, 0.5], seeds=[0, 1]), run_rows("Cora", "base", [0.5, 0.5], seeds=[2, 3])
+    )
+    df = evaluate_claims(equal, config(claim("c", "same", "base", "equal", datasets=["Cora"])))
+    assert verdicts(df, "c") == {"holds"} and df["p_value"].iloc[0] == 1.0
+    apart = frame(run_rows("Cora", "win", [0.6, 0.6], seeds=[0, 1]), run_rows("Cora", "base", [0.5, 0.5], seeds=[2, 3]))
+    df = evaluate_claims(apart, config(claim("c", "win", "base", datasets=["Cora"])))
+    assert verdicts(df, "c") == {"inconclusive"} and "zero spread" in df["note"].iloc[0]
+
+
+# ----------------------------------------------------------------------------- paper values, per-dataset
+
+
+def test_paper_difference_from_config() -> None:
+    df = evaluate_claims(base_runs(), config(claim("c", "win", "base")))
+    cora = df[df["dataset"] == "Cora"].iloc[0]
+    enz = df[df["dataset"] == "ENZYMES"].iloc[0]
+    assert (cora["paper_a"], cora["paper_b"]) == (0.75, 0.71)
+    assert cora["paper_diff"] == pytest.approx(0.04)
+    assert enz["paper_diff"] == pytest.approx(0.03)
+    df = evaluate_claims(base_runs(), config(claim("c", "lose", "base")))
+    assert math.isnan(df[df["dataset"] == "ENZYMES"]["paper_diff"].iloc[0])  # lose has no ENZYMES value
+
+
+def test_expect_per_dataset() -> None:
+    # Table 4 style: expected below on Cora, above on ENZYMES; win is above on Cora, below on ENZYMES.
+    cfg = config(claim("t4", "win", "base", None, expect_per_dataset={"Cora": "less", "ENZYMES": "greater"}))
+    df = evaluate_claims(base_runs(), cfg)
+    assert list(dict.fromkeys(df["dataset"])) == ["Cora", "ENZYMES"]
+    assert set(df[df["dataset"] == "Cora"]["expect"]) == {"less"}
+    assert verdicts(df, "t4", "Cora") == {"does not hold"}
+    assert verdicts(df, "t4", "ENZYMES") == {"does not hold"}
+    # expect plus an override: both datasets, override wins on ENZYMES
+    df = evaluate_claims(
+        base_runs(), config(claim("c", "win", "base", "greater", expect_per_dataset={"ENZYMES": "less"}))
+    )
+    assert verdicts(df, "c", "Cora") == {"holds"} and verdicts(df, "c", "ENZYMES") == {"holds"}
+
+
+# ----------------------------------------------------------------------------- Holm
+
+
+def test_holm_by_hand() -> None:
+    out = holm([0.01, 0.04, 0.03, math.nan])
+    assert out[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(out[3])
+    assert holm([]).size == 0
+
+
+def test_holm_columns_per_protocol_family() -> None:
+    cfg = config(claim("w", "win", "base", datasets=["Cora"]), claim("l", "lose", "base", "less", datasets=["Cora"]))
+    df = evaluate_claims(base_runs(), cfg)
+    for _, fam in df.groupby("protocol"):
+        assert fam["p_holm"].to_numpy() == pytest.approx(holm(fam["p_value"].to_numpy()))
+    assert (df["p_holm"] >= df["p_value"]).all()
+    assert set(df["verdict_holm"]) == {"holds"}
+
+
+# ----------------------------------------------------------------------------- config validation
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        (claim("c", "win", "nope"), "unknown experiment 'nope'"),
+        (claim("c", "win", "base", datasets=["Pubmed"]), r"unknown dataset\(s\) \['Pubmed'\]"),
+        (claim("c", "win", "base", "bigger"), "expect must be one of"),
+        (claim("c", "win", "base", None), "needs expect or expect_per_dataset"),
+        (
+            claim("c", "win", "base", None, datasets=["Cora", "ENZYMES"], expect_per_dataset={"Cora": "less"}),
+            "no expectation for dataset ENZYMES",
+        ),
+        (claim("c", "win", "win"), "with itself"),
+        ({"id": "c", "text": "x", "expect": "greater"}, "compare must be"),
+    ],
+)
+def test_bad_claims_fail_loudly(entry: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_claims(config(entry))
+
+
+def test_duplicated_claim_id() -> None:
+    with pytest.raises(ValueError, match="duplicated id"):
+        parse_claims(config(claim("c", "win", "base"), claim("c", "lose", "base")))
+
+
+def test_duplicated_run_is_refused() -> None:
+    runs = frame(run_rows("Cora", "base", 0.7), run_rows("Cora", "base", 0.7, seeds=[0]))
+    with pytest.raises(ValueError, match="more than once"):
+        evaluate_claims(runs, config(claim("c", "win", "base")))
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def test_references_flag_far_baseline() -> None:
+    refs = {
+        "Cora": {"value": 0.72, "source": "A", "model": "GraphSAGE", "experiment": "base"},  # ours ~0.69 standard
+        "ENZYMES": {"value": 0.582, "source": "B", "model": "GraphSAGE", "experiment": "base", "protocol": "paper"},
+        "PubMed": {"value": 0.79, "source": "C", "model": "GCN", "experiment": "base"},
+    }
+    df = check_references(base_runs(), {"references": refs})
+    assert list(df.columns) == REFERENCE_COLUMNS
+    cora, enz, pub = (df[df["dataset"] == d].iloc[0] for d in ("Cora", "ENZYMES", "PubMed"))
+    assert cora["mean"] == pytest.approx(0.69) and not cora["flag"] and cora["metric"] == "standard_test"
+    assert enz["mean"] == pytest.approx(0.30) and enz["flag"] and enz["metric"] == "paper_last"
+    assert "far from the reference: 0.282 below (tolerance 0.10)" in enz["note"]
+    assert pub["n"] == 0 and not pub["flag"] and "no runs of base on PubMed" in pub["note"]
+    # a tighter tolerance flags Cora too
+    refs["Cora"]["tolerance"] = 0.01
+    assert check_references(base_runs(), {"references": refs})["flag"].iloc[0]
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_write_claims_files(tmp_path: Path) -> None:
+    runs_csv = tmp_path / "runs.csv"
+    base_runs().to_csv(runs_csv, index=False)
+    cfg = config(
+        claim("win_claim", "win", "base", text="Win | beats base"),
+        claim("gone", "absent", "base"),
+        references={"Cora": {"value": 0.815, "source": "Kipf & Welling 2017", "model": "GCN", "experiment": "base"}},
+    )
+    out_md, out_csv = tmp_path / "out" / "claims.md", tmp_path / "out" / "claims.csv"
+    write_claims(str(runs_csv), cfg, str(out_md), str(out_csv))
+    table = pd.read_csv(out_csv)
+    assert list(table.columns) == CLAIM_COLUMNS
+    assert len(table) == 2 * 2 * 2  # claims x datasets x protocols
+    expected = evaluate_claims(base_runs(), cfg)
+    assert list(table["verdict"]) == list(expected["verdict"])
+    assert table["p_value"].to_numpy() == pytest.approx(expected["p_value"].to_numpy(), rel=1e-5, nan_ok=True)
+    text = out_md.read_text(encoding="utf-8")
+    assert "| claim | table | dataset | protocol | expect | paper diff | our diff [95 % CI] | p |" in text
+    assert "Win \\| beats base" in text  # pipe escaped inside a cell
+    assert "| win_claim | table9 | Cora | paper | greater | +0.040 |" in text
+    assert "| gone | table9 | Cora | paper | greater | +0.090 | -- | -- | -- | 0 | not run |" in text
+    assert "## Sanity check" in text and "Kipf & Welling 2017" in text
+    assert sorted(p.name for p in out_md.parent.iterdir()) == ["claims.csv", "claims.md"]  # no temp files left
+
+
+def test_write_claims_header_only_runs(tmp_path: Path) -> None:
+    runs_csv = tmp_path / "runs.csv"
+    frame().to_csv(runs_csv, index=False)
+    write_claims(str(runs_csv), config(claim("c", "win", "base")), str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
+    assert set(pd.read_csv(tmp_path / "c.csv")["verdict"]) == {"not run"}
+
+
+# ----------------------------------------------------------------------------- the proposed config
+
+
+def _load(path: str) -> Any:
+    return yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))
+
+
+def _fragment_schema() -> dict:
+    fragment = _load("docs/claims_schema_fragment.yaml")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": False,
+        "$defs": fragment["$defs"],
+        "properties": fragment["properties"],
+    }
+
+
+def test_proposed_config_validates_against_fragment() -> None:
+    schema = _fragment_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    section = _load("docs/claims_config.yaml")
+    assert set(section) == {"claims_alpha", "claims", "references"}
+    jsonschema.validate(section, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"claims": [{**section["claims"][0], "expct": "greater"}]}, schema)  # misspelt key
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"references": {"Cora": {"value": 81.5, "source": "x", "model": "GCN"}}}, schema)  # percent
+
+
+def _walk(node: Any, path: str = ""):
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from _walk(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}/{i}")
+
+
+def test_fragment_describes_every_property_and_closes_objects() -> None:
+    fragment = _load("docs/claims_schema_fragment.yaml")
+    for path, node in _walk(fragment):
+        if isinstance(node.get("properties"), dict):
+            if path:  # the top-level `properties` is merged into the main schema's root
+                assert node.get("additionalProperties") is False, path
+            for name, prop in node["properties"].items():
+                assert "description" in prop, f"{path}/properties/{name}"
+        if node.get("type") == "object" and "properties" not in node and path:
+            assert isinstance(node.get("additionalProperties"), dict), path  # maps constrain their values
+
+
+def test_proposed_claims_cover_the_paper() -> None:
+    cfg = _load("config.yaml")
+    cfg.update(_load("docs/claims_config.yaml"))
+    claims = parse_claims(cfg)  # names exist in config.yaml
+    assert {c.table for c in claims} == {f"table{i}" for i in range(1, 6)}
+    assert {c.a for c in claims} | {c.b for c in claims} == set(cfg["experiments"])
+    t4 = next(c for c in claims if c.table == "table4")
+    assert dict(t4.expect_per_dataset) == {"Cora": "less", "PubMed": "less", "ENZYMES": "greater"}
+    assert {c.expect for c in claims if c.table == "table1"} == {"not_greater"}
+    assert {c.expect for c in claims if c.table == "table5"} == {"equal"}
+    assert len([c for c in claims if c.table == "table3"]) == 5
+    assert set(cfg["references"]) == {"Cora", "PubMed", "ENZYMES"}
+
+
+def test_proposed_claims_on_smoke_config_runs(tmp_path: Path) -> None:
+    # The smoke config runs Cora and ENZYMES with 2 seeds: PubMed rows are "not run" and
+    # 2 seeds can never reach alpha, so nothing may "hold" -- and nothing may crash.
+    cfg = _load("tests/workflow/config_smoke.yaml")
+    cfg.update(_load("docs/claims_config.yaml"))
+    rows = [
+        run_rows(d, e, 0.5 + 0.01 * i, seeds=[0, 1])
+        for d in ("Cora", "ENZYMES")
+        for i, e in enumerate(cfg["experiments"])
+    ]
+    runs_csv = tmp_path / "runs.csv"
+    frame(*rows).to_csv(runs_csv, index=False)
+    write_claims(str(runs_csv), cfg, str(tmp_path / "claims.md"), str(tmp_path / "claims.csv"))
+    table = pd.read_csv(tmp_path / "claims.csv")
+    assert set(table[table["dataset"] == "PubMed"]["verdict"]) == {"not run"}
+    assert set(table[table["dataset"] != "PubMed"]["verdict"]) == {"inconclusive"}
+    assert len(table) == 10 * 3 * 2
