@@ -135,6 +135,18 @@ def test_bad_config_names_the_key(tmp_path):
     assert "config: unknown key 'sead'" in out
 
 
+def test_scripts_log_first_and_import_the_checkout():
+    """Each rule script sends its output to the log, then puts workflow/src on sys.path."""
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    assert len(scripts) == 7
+    src_line = 'sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))'
+    for script in scripts:
+        code = [line for line in script.read_text().splitlines() if line and not line.startswith(("#", '"""', "import", "from pathlib"))]
+        assert code[0].startswith("sys.stdout = sys.stderr = open(snakemake.log[0]"), script.name
+        assert code[1].startswith(src_line), script.name
+    assert (scripts[0].parent.parent / "src" / "gsmoe" / "__init__.py").is_file()
+
+
 def test_lint_clean():
     out = snakemake("--lint")
     assert "Congratulations, your workflow is in a good condition" in out, out[-4000:]

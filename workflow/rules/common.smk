@@ -1,7 +1,6 @@
 # Configuration, run table, input functions and wildcard constraints.  The logic lives
 # in gsmoe.config (unit-tested); this file only wires it into the workflow.
 import copy
-import os
 import sys
 from pathlib import Path
 
@@ -9,17 +8,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # ---------------------------------------------------------------- the package on the path
-# Jobs (also inside conda envs and on cluster nodes, which re-read this file) import gsmoe
-# from workflow/src through PYTHONPATH; this process imports it through sys.path.
+# This process imports gsmoe (workflow/src) from the checkout; job scripts put the same
+# folder first on their sys.path (PYTHONPATH would not do: conda envs block it).
 GSMOE_SRC = str(Path(workflow.basedir, "workflow", "src").resolve())
 if GSMOE_SRC not in sys.path:
     sys.path.insert(0, GSMOE_SRC)
-_pythonpath = os.environ.get("PYTHONPATH", "")
-if GSMOE_SRC not in _pythonpath.split(os.pathsep):
-    # set (not required) here, so no `envvars:` assertion
-    os.environ.update(
-        PYTHONPATH=os.pathsep.join(p for p in (GSMOE_SRC, _pythonpath) if p)
-    )
 
 from gsmoe.config import (
     ConfigError,

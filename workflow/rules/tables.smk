@@ -32,6 +32,6 @@ rule tables:
             key: config[key]
             for key in ("experiments", "tables", "table_metric", "seeds")
         },
-        out_dir=lambda wildcards, output: os.path.dirname(output.index),
+        out_dir=lambda wildcards, output: str(Path(output.index).parent),
     script:
         "../scripts/tables.py"

@@ -1,8 +1,12 @@
 """Snakemake script of rule `figure`: run records -> one figure (gsmoe.report.figures.write_figure)."""
 
 import sys
+from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
+# the gsmoe package of this checkout (workflow/src), also inside conda envs, which
+# block PYTHONPATH
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
 
 from gsmoe.report.figures import write_figure  # noqa: E402
 

@@ -1,10 +1,12 @@
 """Snakemake script of rule `roles`: GraphRole roles of a prepared dataset (gsmoe.roles)."""
 
 import sys
+from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
-
-from pathlib import Path  # noqa: E402
+# the gsmoe package of this checkout (workflow/src), also inside conda envs, which
+# block PYTHONPATH
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
 
 from gsmoe.datasets import load_dataset  # noqa: E402
 from gsmoe.roles import dataset_roles, save_roles  # noqa: E402
