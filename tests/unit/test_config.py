@@ -187,7 +187,13 @@ def test_resolve_run_merging_order():
     assert set(run) == {"dataset", "experiment", "seed", "task", "source", "pyg_name", "model", "training"}
     assert (run["dataset"], run["experiment"], run["seed"], run["task"]) == ("Cora", "moe4", 1, "node")
     assert (run["source"], run["pyg_name"]) == ("planetoid", "Cora")
-    assert run["model"] == {**model_defaults(), "dropout": 0.5, "placement": "aggregate", "gate": "dense", "num_experts": 4}
+    assert run["model"] == {
+        **model_defaults(),
+        "dropout": 0.5,
+        "placement": "aggregate",
+        "gate": "dense",
+        "num_experts": 4,
+    }
     assert run["training"]["epochs"] == 5 and run["training"]["lr"] == 0.01  # experiment <- dataset
     # experiment beats dataset for model keys
     graph = resolve_run(cfg, "ENZYMES", "roles", 0)
@@ -243,7 +249,12 @@ def test_raw_files_mirror_and_overrides(tmp_path):
     cfg = validate_config(raw, base_dir=tmp_path)
     assert cfg["mirror"] == str(tmp_path / "mirror_dir")
     files = raw_files(cfg, "Cora")
-    assert files[0] == {"relpath": "ind.cora.x", "url": str(tmp_path / "mirror_dir/planetoid/ind.cora.x"), "sha256": SHA, "members": {}}
+    assert files[0] == {
+        "relpath": "ind.cora.x",
+        "url": str(tmp_path / "mirror_dir/planetoid/ind.cora.x"),
+        "sha256": SHA,
+        "members": {},
+    }
     assert files[1]["sha256"] == "a" * 64
     raw["mirror"] = "http://127.0.0.1:8765/"
     cfg = validate_config(raw)
@@ -341,7 +352,10 @@ def test_top_k_larger_than_experts():
 
 def test_top_k_default_checked_against_experts():
     cfg = minimal()
-    cfg["experiments"]["topk"] = {"label": "k", "model": {"placement": "aggregate", "gate": "noisy_topk", "num_experts": 2}}
+    cfg["experiments"]["topk"] = {
+        "label": "k",
+        "model": {"placement": "aggregate", "gate": "noisy_topk", "num_experts": 2},
+    }
     check_fails(cfg, r"experiments\.topk\.model\.top_k \(built-in default\) \(4\) must be <= num_experts \(2\)")
 
 
@@ -397,6 +411,14 @@ def test_checksum_override_for_unknown_file():
     cfg = minimal()
     cfg["checksum_overrides"] = {"planetoid/ind.pubmed.allx": SHA}
     check_fails(cfg, r"config: checksum_overrides\.planetoid/ind\.pubmed\.allx names no raw file")
+
+
+def test_shared_raw_file_needs_same_checksum():
+    cfg = minimal()
+    cfg["datasets"]["Cora2"] = copy.deepcopy(cfg["datasets"]["Cora"])
+    validate_config(cfg)  # the same file with the same checksum: fine (one download job)
+    cfg["datasets"]["Cora2"]["files"][0]["sha256"] = "b" * 64
+    check_fails(cfg, r"config: datasets\.Cora2\.files\[0\] \(planetoid/ind\.cora\.x\) has other checksums")
 
 
 def test_unknown_source():

@@ -141,7 +141,11 @@ def test_scripts_log_first_and_import_the_checkout():
     assert len(scripts) == 7
     src_line = 'sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))'
     for script in scripts:
-        code = [line for line in script.read_text().splitlines() if line and not line.startswith(("#", '"""', "import", "from pathlib"))]
+        code = [
+            line
+            for line in script.read_text().splitlines()
+            if line and not line.startswith(("#", '"""', "import", "from pathlib"))
+        ]
         assert code[0].startswith("sys.stdout = sys.stderr = open(snakemake.log[0]"), script.name
         assert code[1].startswith(src_line), script.name
     assert (scripts[0].parent.parent / "src" / "gsmoe" / "__init__.py").is_file()

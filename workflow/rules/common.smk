@@ -16,13 +16,10 @@ if GSMOE_SRC not in sys.path:
 
 from gsmoe.config import (
     ConfigError,
-    experiment_datasets,
     needs_roles,
-    raw_file_key,
     raw_files,
     regex_alternatives,
     resolve_run,
-    roles_datasets,
     run_table,
     seed_chunks,
     validate_config,
@@ -58,7 +55,6 @@ SEEDS = [int(s) for s in config["seeds"]]
 RUNS = run_table(config)
 TABLES = list(config["tables"])
 FIGURES = list(config["figures"])
-ROLES_DATASETS = roles_datasets(config)
 
 # every raw file, keyed by (source, relpath)
 RAW = {

@@ -293,7 +293,7 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
     roles_cfg = config.get("roles", {})
 
     # datasets and their files
-    known_files: set[str] = set()
+    known_files: dict[str, tuple[str, Any, Any]] = {}  # key -> (dataset, sha256, members)
     for name, ds in datasets.items():
         if ds["source"] not in sources:
             errors.append(
@@ -305,7 +305,12 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
             errors.append(f"config: datasets.{name}.files lists {dup!r} twice.")
         for i, spec in enumerate(ds["files"]):
             key = raw_file_key(ds["source"], spec["relpath"])
-            known_files.add(key)
+            other = known_files.setdefault(key, (name, spec.get("sha256"), spec.get("members") or {}))
+            if other[0] != name and other[1:] != (spec.get("sha256"), spec.get("members") or {}):
+                errors.append(
+                    f"config: datasets.{name}.files[{i}] ({key}) has other checksums than the same "
+                    f"file in datasets.{other[0]}.files; one file, one checksum."
+                )
             if spec.get("members") and not spec["relpath"].endswith(".zip"):
                 errors.append(f"config: datasets.{name}.files[{i}].members is only allowed for .zip files.")
         split = ds.get("split")
@@ -317,7 +322,6 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
                 errors.append(
                     f"config: datasets.{name}.split.{part} ({fractions}) must sum to 1, sums to {sum(fractions):g}."
                 )
-    # two datasets must not write the same raw file with different checksums
     for key in sorted(config.get("checksum_overrides", {})):
         if key not in known_files:
             errors.append(
@@ -428,7 +432,9 @@ def resolve_run(config: Mapping[str, Any], dataset: str, experiment: str, seed: 
     if experiment not in config["experiments"]:
         raise ConfigError(f"config: no experiment {experiment!r} (known: {', '.join(config['experiments'])})")
     if dataset not in experiment_datasets(config, experiment):
-        raise ConfigError(f"config: experiment {experiment!r} does not run on {dataset!r} (experiments.{experiment}.datasets)")
+        raise ConfigError(
+            f"config: experiment {experiment!r} does not run on {dataset!r} (experiments.{experiment}.datasets)"
+        )
     ds = config["datasets"][dataset]
     exp = config["experiments"][experiment]
     training_base = copy.deepcopy(ds.get("training", {}))
