@@ -3,6 +3,7 @@
 from gsmoe.nn.conv import SAGEMoEConv
 from gsmoe.nn.experts import ExpertLinear
 from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
+from gsmoe.nn.inputs import SparseFeatures
 from gsmoe.nn.model import MODEL_DEFAULTS, GraphSAGEMoE, ModelOutput, build_model
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "RoleGate",
     "SAGEMoEConv",
     "SharedGate",
+    "SparseFeatures",
     "build_model",
 ]

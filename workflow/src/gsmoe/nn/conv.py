@@ -1,7 +1,7 @@
 """One GraphSAGE-MoE layer (paper section 5.2)."""
 
 # No ``from __future__ import annotations``: PyG reads the message() signature's real types.
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch_geometric.nn import MessagePassing
 
 from gsmoe.nn.experts import ExpertLinear, mix
 from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
+from gsmoe.nn.inputs import Parts, SparseFeatures, linear, to_dense
 
 PLACEMENTS = ("none", "message", "aggregate", "both")
 GATES = ("none", "roles", "dense", "noisy_topk", "shared")
@@ -80,6 +81,10 @@ class SAGEMoEConv(MessagePassing):
             (default: :obj:`"outside"`)
         update_activation (str, optional): ``"inside"`` (eq. 19) or ``"outside"`` (eq. 14).
             (default: :obj:`"inside"`)
+
+    The input ``x`` may be a :class:`~gsmoe.nn.inputs.SparseFeatures` (or a torch sparse
+    tensor, wrapped on the fly): every linear map of ``x`` then runs as one sparse product,
+    with gradients to the weights; ``x`` itself gets none.
 
     Shapes:
         - **input:** node features :math:`(N, F_{in})`, edge indices :math:`(2, |\mathcal{E}|)`,
@@ -173,7 +178,7 @@ class SAGEMoEConv(MessagePassing):
 
     def forward(
         self,
-        x: Tensor,
+        x: Union[Tensor, SparseFeatures],
         edge_index: Tensor,
         batch: Optional[Tensor] = None,
         roles: Optional[Tensor] = None,
@@ -181,23 +186,34 @@ class SAGEMoEConv(MessagePassing):
     ) -> Tuple[Tensor, Tensor]:
         if self.gate == "roles" and roles is None:
             raise ValueError("gate 'roles' needs the node role distributions: pass roles (data.roles, shape (N, R))")
+        if isinstance(x, Tensor) and x.layout != torch.strided:
+            x = SparseFeatures(x)  # a torch sparse tensor: constant features, CSR products
         if batch is not None and num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
         self.routing = {}
-        agg, aux_message = self._aggregate_messages(x, edge_index, batch, roles, num_graphs)
-        out, aux_update = self._update(x, agg, batch, roles, num_graphs)
+        # Section 6.3: both stages read h W_msg; compute it once.
+        shared_logits = self.shared_gate.message_logits(x) if self.shared_gate is not None else None
+        agg, aux_message = self._aggregate_messages(x, edge_index, batch, roles, num_graphs, shared_logits)
+        out, aux_update = self._update(x, agg, batch, roles, num_graphs, shared_logits)
         return F.normalize(out, p=2.0, dim=-1), aux_message + aux_update
 
     def _aggregate_messages(
-        self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor], roles: Optional[Tensor], num_graphs: Optional[int]
+        self,
+        x: Union[Tensor, SparseFeatures],
+        edge_index: Tensor,
+        batch: Optional[Tensor],
+        roles: Optional[Tensor],
+        num_graphs: Optional[int],
+        shared_logits: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Tensor]:
         """Eq. 11 with the messages of eq. 13."""
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.message_experts is None:
             # ReLU(W h_u) depends on the sender only: computed once per node, not per edge.
-            messages = torch.relu(self.lin_message(x))
-            return self.propagate(edge_index, x=messages, weight=None, index=None, features=None), x.new_zeros(())
+            messages = torch.relu(linear(x, self.lin_message))
+            return self.propagate(edge_index, x=messages, weight=None, index=None, features=None), zero
 
-        gate = self._route("message", x, None, batch, roles, num_graphs)
+        gate = self._route("message", x, None, batch, roles, num_graphs, shared_logits=shared_logits)
         weight, index = self._per_node(gate, batch, x.size(0))
         sparse = self.gate == "noisy_topk"
         if self.routes_per_graph or self.message_gate_node == "source":
@@ -210,9 +226,10 @@ class SAGEMoEConv(MessagePassing):
             messages = mix(experts_out, weight, self.message_activation)
             return self.propagate(edge_index, x=messages, weight=None, index=None, features=None), gate.aux_loss
         if sparse:
-            # Node routing by the receiver: each edge row x_u goes through v's k experts.
+            # Node routing by the receiver: each edge row x_u goes through v's k experts
+            # (sparse features are gathered from their dense copy, one row per edge).
             agg = self.propagate(
-                edge_index, x=None, weight=weight, index=index, features=x, size=(x.size(0), x.size(0))
+                edge_index, x=None, weight=weight, index=index, features=to_dense(x), size=(x.size(0), x.size(0))
             )
             return agg, gate.aux_loss
         # Dense gates use every expert: compute them once per sender, mix per edge.
@@ -238,13 +255,23 @@ class SAGEMoEConv(MessagePassing):
         return mix(experts_out, weight_i, self.message_activation)
 
     def _update(
-        self, x: Tensor, agg: Tensor, batch: Optional[Tensor], roles: Optional[Tensor], num_graphs: Optional[int]
+        self,
+        x: Union[Tensor, SparseFeatures],
+        agg: Tensor,
+        batch: Optional[Tensor],
+        roles: Optional[Tensor],
+        num_graphs: Optional[int],
+        shared_logits: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Tensor]:
-        """Eq. 12, then a single ReLU(Linear) or the MoE of eq. 19 / eq. 14."""
-        x_cat = torch.cat([x, agg], dim=-1)
+        """Eq. 12, then a single ReLU(Linear) or the MoE of eq. 19 / eq. 14.
+
+        ``x_v = CONCAT(h_v, h_{N(v)})`` is passed as the parts ``(x, agg)``: every map on it
+        is applied row-split (:func:`~gsmoe.nn.inputs.split_mm`), so it is never built.
+        """
+        x_cat = (x, agg)
         if self.update_experts is None:
-            return torch.relu(self.lin_update(x_cat)), x.new_zeros(())
-        gate = self._route("update", x_cat, agg, batch, roles, num_graphs, h=x)
+            return torch.relu(linear(x_cat, self.lin_update)), agg.new_zeros(())
+        gate = self._route("update", x_cat, agg, batch, roles, num_graphs, h=x, shared_logits=shared_logits)
         weight, index = self._per_node(gate, batch, x.size(0))
         if self.gate == "noisy_topk":
             experts_out = self._top_k_experts(self.update_experts, x_cat, gate, index)
@@ -255,15 +282,16 @@ class SAGEMoEConv(MessagePassing):
     def _route(
         self,
         stage: str,
-        gate_in: Tensor,
+        gate_in: Parts,
         agg: Optional[Tensor],
         batch: Optional[Tensor],
         roles: Optional[Tensor],
         num_graphs: Optional[int],
-        h: Optional[Tensor] = None,
+        h: Optional[Union[Tensor, SparseFeatures]] = None,
+        shared_logits: Optional[Tensor] = None,
     ) -> GateOutput:
         if self.gate == "shared":
-            out = self.shared_gate(gate_in if h is None else h, agg)
+            out = self.shared_gate(gate_in if h is None else h, agg, message_logits=shared_logits)
         elif self.gate == "roles":
             out = getattr(self, f"{stage}_gate")(roles)
         elif self.gate == "noisy_topk":
@@ -273,7 +301,7 @@ class SAGEMoEConv(MessagePassing):
         self.routing[stage] = GateOutput(out.weights.detach(), out.indices.detach(), out.aux_loss.detach())
         return out
 
-    def _top_k_experts(self, experts: ExpertLinear, x: Tensor, gate: GateOutput, index: Tensor) -> Tensor:
+    def _top_k_experts(self, experts: ExpertLinear, x: Parts, gate: GateOutput, index: Tensor) -> Tensor:
         """Only the selected experts; a single graph routed as a whole needs no dispatch."""
         if self.routes_per_graph and gate.indices.size(0) == 1:
             return experts.select(x, gate.indices[0])

@@ -3,7 +3,8 @@
 All experts of one MoE layer live in one ``(E, in, out)`` tensor, so that mixing them
 (eq. 10, 13, 14 and 19) is one batched product rather than a Python loop over experts:
 
-* :meth:`ExpertLinear.dense` applies every expert to every row (non-sparse gates, roles);
+* :meth:`ExpertLinear.dense` applies every expert to every row (non-sparse gates, roles),
+  as one ``(in, E * out)`` product;
 * :meth:`ExpertLinear.sparse` applies to each row only the experts its gate selected
   (noisy top-k, eq. 16-17), so unselected experts cost nothing and get no gradient;
   :meth:`ExpertLinear.select` is its shortcut when all rows share one selection.
@@ -16,6 +17,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
+from gsmoe.nn.inputs import Parts, as_parts, gather_rows, split_mm, width
 
 
 class ExpertLinear(nn.Module):
@@ -60,25 +63,33 @@ class ExpertLinear(nn.Module):
         """Parameters of one expert (its weight matrix and bias)."""
         return self.in_channels * self.out_channels + (self.out_channels if self.bias is not None else 0)
 
-    def dense(self, x: Tensor) -> Tensor:
-        """All experts on all rows in one einsum: ``(R, in) -> (R, E, out)``."""
-        out = torch.einsum("ri,eio->reo", x, self.weight)
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+    def dense(self, x: Parts) -> Tensor:
+        """All experts on all rows in one product: ``(R, in) -> (R, E, out)``.
 
-    def select(self, x: Tensor, experts: Tensor) -> Tensor:
+        ``x`` may be a dense tensor, :class:`~gsmoe.nn.inputs.SparseFeatures` or a tuple of
+        such parts (the row blocks of a concatenated input, see :func:`~gsmoe.nn.inputs.split_mm`).
+        The weight is viewed as one ``(in, E * out)`` matrix, so a sparse input needs a single
+        sparse product for all experts.
+        """
+        weight = self.weight.permute(1, 0, 2).reshape(self.in_channels, -1)
+        bias = self.bias.reshape(-1) if self.bias is not None else None
+        out = split_mm(x, weight, bias)
+        return out.view(out.size(0), self.num_experts, self.out_channels)
+
+    def select(self, x: Parts, experts: Tensor) -> Tensor:
         """Every row through the same experts ``experts`` ``(k,)``: ``(R, in) -> (R, k, out)``.
 
         The case of one graph routed as a whole (eq. 18 on a single-graph node task): the k
-        weight matrices are gathered once and no row is copied or padded.
+        weight matrices are gathered once and no row is copied or padded; as in
+        :meth:`dense`, they are applied in one (sparse or dense) product.
         """
-        out = torch.einsum("ri,kio->rko", x, self.weight[experts])
-        if self.bias is not None:
-            out = out + self.bias[experts]
-        return out
+        k = experts.numel()
+        weight = self.weight[experts].permute(1, 0, 2).reshape(self.in_channels, -1)
+        bias = self.bias[experts].reshape(-1) if self.bias is not None else None
+        out = split_mm(x, weight, bias)
+        return out.view(out.size(0), k, self.out_channels)
 
-    def sparse(self, x: Tensor, index: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+    def sparse(self, x: Parts, index: Tensor, rows: Optional[Tensor] = None) -> Tensor:
         """Row ``r`` through experts ``index[r, 0..k-1]`` only: ``(R, in), (R, k) -> (R, k, out)``.
 
         With ``rows`` (shape ``(R,)``), row ``r`` is ``x[rows[r]]``: per-edge routing reads the
@@ -88,13 +99,23 @@ class ExpertLinear(nn.Module):
         a capacity that is its row count rounded up to a power of two, and the experts that
         share a capacity run in one ``baddbmm``.  That is at most ``log2(R * k) + 1`` batched
         products, none per expert, and at most 2x padding however skewed the load is.
+
+        With ``x`` given as parts (a concatenated input), each part's gathered rows meet its
+        own rows of the weight (one ``baddbmm`` per part), so the concatenation is never
+        built.  Rows of a :class:`~gsmoe.nn.inputs.SparseFeatures` part are gathered from its
+        dense copy: per-row dispatch works on dense rows (the cost of the dense path).
         """
+        parts = as_parts(x)
+        first = parts[0]
         num_rows, k = index.shape
         flat_expert = index.reshape(-1)
+        device = index.device
         if flat_expert.numel() == 0:
-            return x.new_zeros(num_rows, k, self.out_channels)
+            return first.new_zeros(num_rows, k, self.out_channels)
+        if width(parts) != self.in_channels:
+            raise ValueError(f"input has {width(parts)} columns, experts expect {self.in_channels}")
         if rows is None:
-            rows = torch.arange(num_rows, device=x.device)
+            rows = torch.arange(num_rows, device=device)
         flat_row = rows.repeat_interleave(k)
         order = torch.argsort(flat_expert, stable=True)
         expert_sorted = flat_expert[order]
@@ -102,7 +123,7 @@ class ExpertLinear(nn.Module):
 
         counts = torch.bincount(flat_expert, minlength=self.num_experts)
         group_start = torch.cumsum(counts, 0) - counts
-        position = torch.arange(order.numel(), device=x.device) - group_start[expert_sorted]
+        position = torch.arange(order.numel(), device=device) - group_start[expert_sorted]
         capacity = size_classes(counts)
         capacity_sorted = capacity[expert_sorted]
 
@@ -111,25 +132,35 @@ class ExpertLinear(nn.Module):
         slot_of_expert = torch.empty_like(counts)
         for cap in torch.unique(capacity[counts > 0]).tolist():
             experts = torch.nonzero(capacity == cap).squeeze(1)
-            slot_of_expert[experts] = torch.arange(experts.numel(), device=x.device)
+            slot_of_expert[experts] = torch.arange(experts.numel(), device=device)
             members = torch.nonzero(capacity_sorted == cap).squeeze(1)
             flat_slot = slot_of_expert[expert_sorted[members]] * cap + position[members]
             # Padding slots read row 0: one gather builds the padded batch, no zero fill, and
             # the padding outputs are dropped below, so they pass back no gradient.
-            gather = torch.zeros(experts.numel() * cap, dtype=torch.long, device=x.device)
+            gather = torch.zeros(experts.numel() * cap, dtype=torch.long, device=device)
             gather[flat_slot] = row_sorted[members]
-            buffer = x[gather].view(experts.numel(), cap, self.in_channels)
-            if self.bias is not None:
-                y = torch.baddbmm(self.bias[experts].unsqueeze(1), buffer, self.weight[experts])
-            else:
-                y = torch.bmm(buffer, self.weight[experts])
+            weight = self.weight[experts]
+            y: Optional[Tensor] = None
+            offset = 0
+            for buffer in gather_rows(parts, gather):
+                columns = buffer.size(1)
+                buffer = buffer.view(experts.numel(), cap, columns)
+                block = weight[:, offset : offset + columns] if len(parts) > 1 else weight
+                offset += columns
+                if y is not None:
+                    y = torch.baddbmm(y, buffer, block)
+                elif self.bias is not None:
+                    y = torch.baddbmm(self.bias[experts].unsqueeze(1), buffer, block)
+                else:
+                    y = torch.bmm(buffer, block)
+            assert y is not None
             pieces.append(y.reshape(-1, self.out_channels)[flat_slot])
             targets.append(order[members])
 
         # Undo the sort: pair p of the flat (row, slot) order sits at inverse[p] in the pieces.
         target = torch.cat(targets)
         inverse = torch.empty_like(target)
-        inverse[target] = torch.arange(target.numel(), device=x.device)
+        inverse[target] = torch.arange(target.numel(), device=device)
         return torch.cat(pieces)[inverse].view(num_rows, k, self.out_channels)
 
     def extra_repr(self) -> str:

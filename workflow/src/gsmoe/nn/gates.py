@@ -4,6 +4,10 @@ Every gate returns a :class:`GateOutput` with one row per routing unit (a node, 
 for graph-pooled top-k routing): ``weights`` ``(rows, k)``, ``indices`` ``(rows, k)`` into
 the experts, and ``aux_loss``, a scalar that is zero unless a load-balancing loss applies
 and the module is training.  Dense gates use ``k = E`` and ``indices = arange(E)``.
+
+Gates that read node features accept a dense tensor, a
+:class:`~gsmoe.nn.inputs.SparseFeatures` or a tuple of such parts (the row blocks of the
+concatenation ``CONCAT(h_v, h_{N(v)})``, eq. 12), which is never built.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
+
+from gsmoe.nn.inputs import Parts, linear, mean_pool, split_mm
 
 
 class GateOutput(NamedTuple):
@@ -79,8 +84,8 @@ class DenseGate(nn.Module):
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()
 
-    def forward(self, x: Tensor) -> GateOutput:
-        logits = self.lin(x)
+    def forward(self, x: Parts) -> GateOutput:
+        logits = linear(x, self.lin)
         return _dense_output(torch.softmax(logits, dim=-1) if self.softmax else logits)
 
     def extra_repr(self) -> str:
@@ -116,9 +121,17 @@ class SharedGate(nn.Module):
         self.lin_msg.reset_parameters()
         self.lin_agg.reset_parameters()
 
-    def forward(self, h: Tensor, agg: Optional[Tensor] = None) -> GateOutput:
-        """Message gate when ``agg`` is None, update gate otherwise."""
-        logits = self.lin_msg(h)
+    def message_logits(self, h: Parts) -> Tensor:
+        """:math:`h W_{msg} + b`, the logits the two stages share."""
+        return linear(h, self.lin_msg)
+
+    def forward(self, h: Parts, agg: Optional[Tensor] = None, message_logits: Optional[Tensor] = None) -> GateOutput:
+        """Message gate when ``agg`` is None, update gate otherwise.
+
+        ``message_logits`` (from :meth:`message_logits`) lets a layer compute
+        :math:`h W_{msg}` once for both stages; ``h`` is not read then.
+        """
+        logits = self.message_logits(h) if message_logits is None else message_logits
         if agg is not None:
             logits = logits + self.lin_agg(agg)
         return _dense_output(torch.softmax(logits, dim=-1) if self.softmax else logits)
@@ -191,15 +204,12 @@ class NoisyTopKGate(nn.Module):
         nn.init.zeros_(self.w_gate)
         nn.init.zeros_(self.w_noise)
 
-    def forward(self, x: Tensor, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> GateOutput:
+    def forward(self, x: Parts, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> GateOutput:
         if self.pool == "graph":
-            if batch is None:
-                x = x.mean(dim=0, keepdim=True)
-            else:
-                x = scatter(x, batch, dim=0, dim_size=num_graphs, reduce="mean")
-        clean = x @ self.w_gate
+            x = mean_pool(x, batch, num_graphs)
+        clean = split_mm(x, self.w_gate)
         if self.training:
-            noise_std = F.softplus(x @ self.w_noise)
+            noise_std = F.softplus(split_mm(x, self.w_noise))
             logits = clean + torch.randn_like(clean) * noise_std
         else:
             logits = clean

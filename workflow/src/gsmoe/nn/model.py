@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import global_max_pool
 
 from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, PLACEMENTS, POOLS, SAGEMoEConv, check_choice
+from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse
 
 TASKS = ("node", "graph")
 
@@ -51,6 +52,12 @@ class GraphSAGEMoE(nn.Module):
         hidden (int, optional): Width of every layer. (default: :obj:`32`)
         num_layers (int, optional): Number of graph layers. (default: :obj:`2`)
         dropout (float, optional): Dropout probability. (default: :obj:`0.5`)
+        sparse_threshold (float, optional): The first layer reads the raw features as a
+            :class:`~gsmoe.nn.inputs.SparseFeatures` (sparse products, same results) when
+            fewer than this fraction of them are non-zero; 0 turns it off.  The sparse copy
+            is cached while ``data.x`` stays the same tensor, unmodified.  The raw input is
+            never dropped out (as in the authors' code), so it stays sparse.
+            (default: :obj:`0.3`)
         **conv_kwargs: MoE options passed to every :class:`SAGEMoEConv` (placement, gate,
             num_experts, softmax, top_k, pool, balance_loss_weight, message_gate_node,
             message_activation, update_activation).
@@ -64,6 +71,7 @@ class GraphSAGEMoE(nn.Module):
         hidden: int = 32,
         num_layers: int = 2,
         dropout: float = 0.5,
+        sparse_threshold: float = SPARSE_THRESHOLD,
         **conv_kwargs: Any,
     ):
         super().__init__()
@@ -76,6 +84,9 @@ class GraphSAGEMoE(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.task = task
         self.dropout = dropout
+        self.sparse_threshold = sparse_threshold
+        # (features tensor, its version counter, what the first layer reads); not state.
+        self._input_cache: Optional[tuple[Tensor, int, Union[Tensor, SparseFeatures]]] = None
         self.convs = nn.ModuleList(
             SAGEMoEConv(in_channels if i == 0 else hidden, hidden, **conv_kwargs) for i in range(num_layers)
         )
@@ -101,15 +112,27 @@ class GraphSAGEMoE(nn.Module):
             roles = roles.to(x.dtype)
 
         aux_loss = x.new_zeros(())
+        h: Union[Tensor, SparseFeatures] = self.first_layer_input(x)
         for conv in self.convs:
-            x, aux = conv(x, edge_index, batch=batch, roles=roles, num_graphs=num_graphs)
+            x, aux = conv(h, edge_index, batch=batch, roles=roles, num_graphs=num_graphs)
             aux_loss = aux_loss + aux
-            x = F.dropout(torch.relu(x), p=self.dropout, training=self.training)
+            x = h = F.dropout(torch.relu(x), p=self.dropout, training=self.training)
         if self.task == "graph":
             if batch is None:
                 batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
             x = global_max_pool(x, batch, size=num_graphs)
         return ModelOutput(F.log_softmax(self.head(x), dim=-1), aux_loss)
+
+    def first_layer_input(self, x: Tensor) -> Union[Tensor, SparseFeatures]:
+        """``x`` or its cached :class:`~gsmoe.nn.inputs.SparseFeatures` (see ``sparse_threshold``)."""
+        if self.sparse_threshold <= 0 or x.requires_grad:
+            return x
+        cache = self._input_cache
+        if cache is not None and cache[0] is x and cache[1] == x._version:
+            return cache[2]
+        features = maybe_sparse(x, self.sparse_threshold)
+        self._input_cache = (x, x._version, features)
+        return features
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

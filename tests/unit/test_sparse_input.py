@@ -1,0 +1,251 @@
+"""Sparse raw features and row-split weights give the dense path's outputs and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import scatter
+
+from gsmoe.nn import ExpertLinear, GraphSAGEMoE, SAGEMoEConv, SparseFeatures
+from gsmoe.nn.inputs import BACKWARD_COLUMNS, linear, maybe_sparse, mean_pool, split_mm
+
+E, K, F_IN, F_OUT = 4, 2, 40, 6
+
+GATES = {
+    "baseline": dict(placement="none", gate="none", num_experts=1),
+    "roles": dict(gate="roles"),
+    "dense": dict(gate="dense"),
+    "dense_nosoftmax": dict(gate="dense", softmax=False),
+    "topk_graph": dict(gate="noisy_topk", top_k=K, pool="graph"),
+    "topk_node": dict(gate="noisy_topk", top_k=K, pool="node"),
+    "shared": dict(gate="shared"),
+}
+
+
+def _variants() -> list:
+    cases = []
+    for gate_name, gate_kwargs in GATES.items():
+        if gate_name == "baseline":
+            placements = ("none",)
+        elif gate_name == "shared":
+            placements = ("both",)
+        else:
+            placements = ("message", "aggregate", "both")
+        for placement in placements:
+            nodes = ("target", "source") if placement in ("message", "both") else ("target",)
+            for node in nodes:
+                for train in (False, True) if gate_name.startswith("topk") else (False,):
+                    kwargs = {"num_experts": E, "placement": placement, "message_gate_node": node, **gate_kwargs}
+                    cases.append(pytest.param(kwargs, train, id=f"{gate_name}-{placement}-{node}-{'train' if train else 'eval'}"))
+    return cases
+
+
+def _sparse_features(num_nodes: int, seed: int = 0, density: float = 0.1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(num_nodes, F_IN, generator=gen) * (torch.rand(num_nodes, F_IN, generator=gen) < density)
+    x[num_nodes // 2] = 0.0  # a node without any feature
+    return x
+
+
+def _graphs(seed: int = 0):
+    """Three graphs (a 5-cycle with a chord, a 4-path, 3 isolated nodes) with sparse features."""
+    gen = torch.Generator().manual_seed(seed)
+    edges = torch.tensor([(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2), (5, 6), (6, 7), (7, 8)]).T
+    edge_index = torch.cat([edges, edges.flip(0)], 1)
+    batch = torch.tensor([0] * 5 + [1] * 4 + [2] * 3)
+    roles = torch.softmax(torch.randn(12, E, generator=gen), -1)
+    return _sparse_features(12, seed), edge_index, batch, roles
+
+
+def _make_conv(kwargs: dict, seed: int = 0) -> SAGEMoEConv:
+    torch.manual_seed(seed)
+    conv = SAGEMoEConv(F_IN, F_OUT, **kwargs)
+    for gate in (conv.message_gate, conv.update_gate):
+        if gate is not None and hasattr(gate, "w_gate"):
+            torch.nn.init.normal_(gate.w_gate, std=0.5)
+            torch.nn.init.normal_(gate.w_noise, std=0.5)
+    return conv
+
+
+def _run(conv: torch.nn.Module, x, edge_index, noise_seed: int, **kwargs):
+    torch.manual_seed(noise_seed)
+    out, aux = conv(x, edge_index, **kwargs)
+    probe = torch.linspace(-1, 1, out.numel()).view_as(out)
+    params = list(conv.parameters())
+    grads = torch.autograd.grad((out * probe).sum() + aux, params, allow_unused=True)
+    return out.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def _assert_same(dense_run, sparse_run) -> None:
+    (out_d, grads_d), (out_s, grads_s) = dense_run, sparse_run
+    torch.testing.assert_close(out_s, out_d, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads_s, grads_d):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batch", "one-graph"])
+@pytest.mark.parametrize("kwargs,train", _variants())
+def test_conv_sparse_input_matches_dense(kwargs: dict, train: bool, batched: bool) -> None:
+    conv = _make_conv(kwargs).train(train)
+    x, edge_index, batch, roles = _graphs()
+    extra = dict(batch=batch if batched else None, roles=roles)
+    dense = _run(conv, x, edge_index, 7, **extra)
+    sparse = _run(conv, SparseFeatures(x), edge_index, 7, **extra)
+    _assert_same(dense, sparse)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_conv_accepts_torch_sparse_tensors(layout: str) -> None:
+    conv = _make_conv(dict(placement="aggregate", gate="dense", num_experts=E))
+    x, edge_index, batch, _ = _graphs()
+    x_sparse = x.to_sparse() if layout == "coo" else x.to_sparse_csr()
+    _assert_same(_run(conv, x, edge_index, 0, batch=batch), _run(conv, x_sparse, edge_index, 0, batch=batch))
+
+
+def _node_data() -> Data:
+    gen = torch.Generator().manual_seed(3)
+    edge_index = torch.randint(0, 30, (2, 60), generator=gen)
+    data = Data(x=_sparse_features(30, 3), edge_index=torch.cat([edge_index, edge_index.flip(0)], 1))
+    data.roles = torch.softmax(torch.randn(30, E, generator=gen), -1)
+    data.y = torch.randint(0, 3, (30,), generator=gen)
+    return data
+
+
+def _graph_batch() -> Batch:
+    gen = torch.Generator().manual_seed(4)
+    graphs = []
+    for i in range(6):
+        n = int(torch.randint(3, 8, (1,), generator=gen))
+        edge_index = torch.randint(0, n, (2, n), generator=gen)
+        graph = Data(x=_sparse_features(n, i), edge_index=torch.cat([edge_index, edge_index.flip(0)], 1))
+        graph.roles = torch.softmax(torch.randn(n, E, generator=gen), -1)
+        graph.y = torch.tensor([i % 2])
+        graphs.append(graph)
+    return Batch.from_data_list(graphs)
+
+
+MODEL_VARIANTS = {
+    "baseline": GATES["baseline"],
+    "roles-message": dict(placement="message", gate="roles", num_experts=E),
+    "dense-aggregate": dict(placement="aggregate", gate="dense", num_experts=E),
+    "dense-message-source": dict(placement="message", gate="dense", num_experts=E, message_gate_node="source"),
+    "topk-graph-both": dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="graph"),
+    "topk-node-both": dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="node"),
+    "shared-both": dict(placement="both", gate="shared", num_experts=E),
+}
+
+
+@pytest.mark.parametrize("task", ["node", "graph"])
+@pytest.mark.parametrize("variant", list(MODEL_VARIANTS))
+def test_model_sparse_first_layer_matches_dense(variant: str, task: str) -> None:
+    data = _node_data() if task == "node" else _graph_batch()
+    runs = []
+    for threshold in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = GraphSAGEMoE(F_IN, 3, task, dropout=0.3, sparse_threshold=threshold, **MODEL_VARIANTS[variant])
+        for conv in model.convs:
+            for gate in (conv.message_gate, conv.update_gate):
+                if gate is not None and hasattr(gate, "w_gate"):
+                    torch.nn.init.normal_(gate.w_gate, std=0.5)
+                    torch.nn.init.normal_(gate.w_noise, std=0.5)
+        assert isinstance(model.first_layer_input(data.x), SparseFeatures) == (threshold > 0)
+        torch.manual_seed(1)  # same noise and dropout masks in both runs
+        out = model(data)
+        loss = -out.log_probs.sum() + out.aux_loss
+        grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+        runs.append((out.log_probs.detach(), [torch.zeros(0) if g is None else g for g in grads]))
+    _assert_same(runs[0], runs[1])
+
+
+def test_model_caches_the_sparse_copy_until_x_changes() -> None:
+    data = _node_data()
+    model = GraphSAGEMoE(F_IN, 3, "node")
+    first = model.first_layer_input(data.x)
+    assert isinstance(first, SparseFeatures)
+    assert model.first_layer_input(data.x) is first
+    model(data)
+    assert model.first_layer_input(data.x) is first
+    data.x[0, 0] += 1.0  # in place: the cached copy is stale
+    assert model.first_layer_input(data.x) is not first
+    assert model.first_layer_input(data.x.clone()) is not first
+    dense = torch.randn(30, F_IN)  # no zeros: stays dense
+    assert model.first_layer_input(dense) is dense
+    assert GraphSAGEMoE(F_IN, 3, "node", sparse_threshold=0).first_layer_input(data.x) is data.x
+    assert "_input_cache" not in dict(model.state_dict())
+
+
+def test_raw_input_is_not_dropped_out() -> None:
+    # Dropout comes after each conv only: in training the first layer reads data.x as it is.
+    data = _node_data()
+    model = GraphSAGEMoE(F_IN, 3, "node", dropout=0.9, **MODEL_VARIANTS["baseline"]).train()
+    seen = []
+    model.convs[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    model(data)
+    assert isinstance(seen[0], SparseFeatures) and torch.equal(seen[0].dense, data.x)
+
+
+def test_maybe_sparse_threshold() -> None:
+    x = _sparse_features(30)
+    assert isinstance(maybe_sparse(x, 0.3), SparseFeatures)
+    assert maybe_sparse(x, 0.05) is x
+    assert maybe_sparse(x.requires_grad_(True), 0.3) is x
+    assert maybe_sparse(torch.zeros(0, 4)).numel() == 0
+
+
+@pytest.mark.parametrize("columns", [5, BACKWARD_COLUMNS, 3 * BACKWARD_COLUMNS + 7])
+def test_sparse_matmul_and_weight_gradient(columns: int) -> None:
+    x = _sparse_features(50)
+    w = torch.randn(F_IN, columns, requires_grad=True)
+    probe = torch.randn(50, columns)
+    got = SparseFeatures(x).matmul(w)
+    (g_got,) = torch.autograd.grad((got * probe).sum(), w)
+    want = x @ w
+    (g_want,) = torch.autograd.grad((want * probe).sum(), w)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(g_got, g_want)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_mean_pool_of_parts(batched: bool) -> None:
+    x, _, batch, _ = _graphs()
+    agg = torch.randn(12, 3)
+    batch_arg = batch if batched else None
+    got = mean_pool((SparseFeatures(x), agg), batch_arg, 3 if batched else None)
+    x_cat = torch.cat([x, agg], 1)
+    want = scatter(x_cat, batch, 0, dim_size=3, reduce="mean") if batched else x_cat.mean(0, keepdim=True)
+    torch.testing.assert_close(got, want)
+
+
+def test_split_mm_and_linear_equal_concatenation() -> None:
+    x = _sparse_features(20)
+    agg = torch.randn(20, 3, requires_grad=True)
+    lin = torch.nn.Linear(F_IN + 3, 5)
+    for first in (x, SparseFeatures(x)):
+        torch.testing.assert_close(linear((first, agg), lin), lin(torch.cat([x, agg], 1)))
+    with pytest.raises(ValueError, match="weight has 43 rows but the input parts have 40 columns"):
+        split_mm(x, lin.weight.t())
+
+
+@pytest.mark.parametrize("method", ["dense", "select", "sparse"])
+def test_expert_linear_on_parts(method: str) -> None:
+    torch.manual_seed(0)
+    experts = ExpertLinear(F_IN + 3, 4, num_experts=6)
+    x = _sparse_features(20)
+    agg = torch.randn(20, 3)
+    index = torch.randint(0, 6, (20, 2), generator=torch.Generator().manual_seed(1))
+
+    def apply(inp):
+        if method == "dense":
+            return experts.dense(inp)
+        if method == "select":
+            return experts.select(inp, torch.tensor([5, 1]))
+        return experts.sparse(inp, index)
+
+    want = apply(torch.cat([x, agg], 1))
+    (g_want,) = torch.autograd.grad(want.pow(2).sum(), experts.weight)
+    for parts in ((x, agg), (SparseFeatures(x), agg)):
+        got = apply(parts)
+        (g_got,) = torch.autograd.grad(got.pow(2).sum(), experts.weight)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(g_got, g_want)
