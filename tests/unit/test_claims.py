@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from scipy import stats
 
+from gsmoe.config import ConfigError, validate_config
 from gsmoe.report.aggregate import RUN_COLUMNS
 from gsmoe.report.claims import (
     CLAIM_COLUMNS,
@@ -414,61 +415,28 @@ def test_write_claims_header_only_runs(tmp_path: Path) -> None:
     assert set(pd.read_csv(tmp_path / "c.csv")["verdict"]) == {"not run"}
 
 
-# ----------------------------------------------------------------------------- the proposed config
+# ----------------------------------------------------------------------------- the shipped configs
 
 
 def _load(path: str) -> Any:
     return yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))
 
 
-def _fragment_schema() -> dict:
-    fragment = _load("docs/claims_schema_fragment.yaml")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "additionalProperties": False,
-        "$defs": fragment["$defs"],
-        "properties": fragment["properties"],
-    }
-
-
-def test_proposed_config_validates_against_fragment() -> None:
-    schema = _fragment_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    section = _load("docs/claims_config.yaml")
-    assert set(section) == {"claims_alpha", "claims", "references"}
-    jsonschema.validate(section, schema)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"claims": [{**section["claims"][0], "expct": "greater"}]}, schema)  # misspelt key
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"references": {"Cora": {"value": 81.5, "source": "x", "model": "GCN"}}}, schema)  # percent
-
-
-def _walk(node: Any, path: str = ""):
-    if isinstance(node, dict):
-        yield path, node
-        for key, value in node.items():
-            yield from _walk(value, f"{path}/{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _walk(value, f"{path}/{i}")
-
-
-def test_fragment_describes_every_property_and_closes_objects() -> None:
-    fragment = _load("docs/claims_schema_fragment.yaml")
-    for path, node in _walk(fragment):
-        if isinstance(node.get("properties"), dict):
-            if path:  # the top-level `properties` is merged into the main schema's root
-                assert node.get("additionalProperties") is False, path
-            for name, prop in node["properties"].items():
-                assert "description" in prop, f"{path}/properties/{name}"
-        if node.get("type") == "object" and "properties" not in node and path:
-            assert isinstance(node.get("additionalProperties"), dict), path  # maps constrain their values
-
-
-def test_proposed_claims_cover_the_paper() -> None:
+def test_claims_section_is_schema_checked() -> None:
     cfg = _load("config.yaml")
-    cfg.update(_load("docs/claims_config.yaml"))
+    validate_config(copy.deepcopy(cfg))
+    misspelt = copy.deepcopy(cfg)
+    misspelt["claims"][0]["expct"] = "greater"
+    with pytest.raises(ConfigError, match="claims"):
+        validate_config(misspelt)
+    percent = copy.deepcopy(cfg)
+    percent["references"]["Cora"]["value"] = 81.5
+    with pytest.raises(ConfigError, match="references"):
+        validate_config(percent)
+
+
+def test_default_claims_cover_the_paper() -> None:
+    cfg = _load("config.yaml")
     claims = parse_claims(cfg)  # names exist in config.yaml
     assert {c.table for c in claims} == {f"table{i}" for i in range(1, 6)}
     assert {c.a for c in claims} | {c.b for c in claims} == set(cfg["experiments"])
@@ -480,11 +448,10 @@ def test_proposed_claims_cover_the_paper() -> None:
     assert set(cfg["references"]) == {"Cora", "PubMed", "ENZYMES"}
 
 
-def test_proposed_claims_on_smoke_config_runs(tmp_path: Path) -> None:
+def test_smoke_config_claims_run(tmp_path: Path) -> None:
     # The smoke config runs Cora and ENZYMES with 2 seeds: PubMed rows are "not run" and
     # 2 seeds can never reach alpha, so nothing may "hold" -- and nothing may crash.
     cfg = _load("tests/workflow/config_smoke.yaml")
-    cfg.update(_load("docs/claims_config.yaml"))
     rows = [
         run_rows(d, e, 0.5 + 0.01 * i, seeds=[0, 1])
         for d in ("Cora", "ENZYMES")

@@ -133,8 +133,8 @@ def figure_run_paths(figure):
 
 
 def final_outputs():
-    """Inputs of the default target: summary, tables, figures (and so every run)."""
-    return ["results/summary.csv", *table_paths(), *figure_paths()]
+    """Inputs of the default target: summary, claims, tables, figures (and so every run)."""
+    return ["results/summary.csv", "results/claims.md", *table_paths(), *figure_paths()]
 
 
 # ---------------------------------------------------------------- input functions
