@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_moe import reference_conv
 
 from gsmoe.nn import SAGEMoEConv
+from gsmoe.nn.reference import reference_conv
 
 E, K = 4, 2
 

@@ -19,6 +19,10 @@ POOLS = ("graph", "node")
 GATE_NODES = ("target", "source")
 ACTIVATIONS = ("inside", "outside")
 
+#: Multiply-adds up to which a padded per-graph product beats the general top-k dispatch
+#: whatever the padding (its fixed cost is about a dozen operations fewer per size class).
+GROUPED_MAX_WORK = 2**25
+
 
 def check_choice(key: str, value: object, choices: Tuple[str, ...]) -> None:
     """Raise a ValueError naming ``key`` when ``value`` is not one of ``choices``."""
@@ -220,7 +224,7 @@ class SAGEMoEConv(MessagePassing):
             # Sender and gating node share their routing (same graph, or the same node):
             # the mixed message is a per-node quantity, gathered per edge by propagate.
             if sparse:
-                experts_out = self._top_k_experts(self.message_experts, x, gate, index)
+                experts_out = self._top_k_experts(self.message_experts, x, gate, index, batch)
             else:
                 experts_out = self.message_experts.dense(x)
             messages = mix(experts_out, weight, self.message_activation)
@@ -274,7 +278,7 @@ class SAGEMoEConv(MessagePassing):
         gate = self._route("update", x_cat, agg, batch, roles, num_graphs, h=x, shared_logits=shared_logits)
         weight, index = self._per_node(gate, batch, x.size(0))
         if self.gate == "noisy_topk":
-            experts_out = self._top_k_experts(self.update_experts, x_cat, gate, index)
+            experts_out = self._top_k_experts(self.update_experts, x_cat, gate, index, batch)
         else:
             experts_out = self.update_experts.dense(x_cat)
         return mix(experts_out, weight, self.update_activation), gate.aux_loss
@@ -301,10 +305,24 @@ class SAGEMoEConv(MessagePassing):
         self.routing[stage] = GateOutput(out.weights.detach(), out.indices.detach(), out.aux_loss.detach())
         return out
 
-    def _top_k_experts(self, experts: ExpertLinear, x: Parts, gate: GateOutput, index: Tensor) -> Tensor:
-        """Only the selected experts; a single graph routed as a whole needs no dispatch."""
-        if self.routes_per_graph and gate.indices.size(0) == 1:
-            return experts.select(x, gate.indices[0])
+    def _top_k_experts(
+        self, experts: ExpertLinear, x: Parts, gate: GateOutput, index: Tensor, batch: Optional[Tensor] = None
+    ) -> Tensor:
+        """Only the selected experts.  A single graph routed as a whole needs no dispatch; a
+        batch of graphs routed as wholes takes one padded batched product
+        (:meth:`ExpertLinear.grouped`) when its padding is cheap: at most 2x the rows (the
+        worst case of the general dispatch), or under :data:`GROUPED_MAX_WORK` multiply-adds
+        in all (measured: an ENZYMES batch of 32 graphs 1.4x faster, one batch of all 600
+        graphs 1.6x slower than :meth:`ExpertLinear.sparse`)."""
+        if self.routes_per_graph:
+            num_graphs = gate.indices.size(0)
+            if num_graphs == 1:
+                return experts.select(x, gate.indices[0])
+            if batch is not None and batch.numel() > 0:
+                padded = num_graphs * int(torch.bincount(batch, minlength=num_graphs).max())
+                work = padded * experts.in_channels * self.top_k * experts.out_channels
+                if padded <= 2 * batch.numel() or work <= GROUPED_MAX_WORK:
+                    return experts.grouped(x, gate.indices, batch)
         return experts.sparse(x, index)
 
     def _per_node(self, gate: GateOutput, batch: Optional[Tensor], num_nodes: int) -> Tuple[Tensor, Tensor]:

@@ -61,8 +61,8 @@ class SparseFeatures:
         self.dense = dense
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            self.csr = dense.to_sparse_csr()
-            self.csr_t = dense.t().contiguous().to_sparse_csr()
+            self.csr = _csr(dense)
+            self.csr_t = _csr(dense.t().contiguous())
         self._nnz_rows: Optional[Tensor] = None
 
     # Tensor-like attributes the layer reads from its input.
@@ -113,7 +113,7 @@ class SparseFeatures:
     def mean_pool(self, batch: Optional[Tensor], num_graphs: Optional[int]) -> Tensor:
         """Mean of the rows of every graph, ``(G, F)``, from the non-zeros only."""
         num_nodes, features = self.dense.shape
-        values, columns = self.csr.values(), self.csr.col_indices()
+        values, columns = self.csr.values(), self.csr.col_indices().long()
         if batch is None:
             total = values.new_zeros(features).index_add_(0, columns, values)
             return (total / max(num_nodes, 1)).unsqueeze(0)
@@ -121,7 +121,7 @@ class SparseFeatures:
             num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
         if self._nnz_rows is None:
             counts = self.csr.crow_indices().diff()
-            self._nnz_rows = torch.repeat_interleave(torch.arange(num_nodes, device=self.device), counts)
+            self._nnz_rows = torch.repeat_interleave(torch.arange(num_nodes, device=self.device), counts.long())
         flat = batch[self._nnz_rows] * features + columns
         total = values.new_zeros(num_graphs * features).index_add_(0, flat, values).view(num_graphs, features)
         nodes = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(values.dtype)
@@ -130,6 +130,22 @@ class SparseFeatures:
     def __repr__(self) -> str:
         rows, cols = self.dense.shape
         return f"SparseFeatures({rows}, {cols}, density={self.density:.4f})"
+
+
+def _csr(dense: Tensor) -> Tensor:
+    """CSR copy with 32-bit indices where they fit: MKL's product takes them as they are,
+    while 64-bit indices are converted (copied) on every call."""
+    csr = dense.to_sparse_csr()
+    if csr.values().numel() < 2**31 - 1 and max(dense.shape) < 2**31 - 1:
+        csr = torch.sparse_csr_tensor(
+            csr.crow_indices().int(),
+            csr.col_indices().int(),
+            csr.values(),
+            csr.shape,
+            dtype=dense.dtype,
+            check_invariants=False,  # built by to_sparse_csr: valid by construction
+        )
+    return csr
 
 
 class _SparseInputMatmul(torch.autograd.Function):

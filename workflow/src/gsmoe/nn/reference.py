@@ -1,5 +1,8 @@
 """Plain reference for SAGEMoEConv: one expert at a time, one (dense) coefficient per expert.
 
+The straightforward implementation: the tests check the vectorised layer against it, and
+``python -m gsmoe.bench`` times the layer and a training step against it.
+
 Written straight from the paper's equations and independent of the vectorised code paths:
 gates give a full ``(N, E)`` coefficient matrix (zeros for experts top-k dropped, eq. 16-17
 as a masked softmax), experts run in a Python loop, messages are built per edge and
@@ -10,13 +13,15 @@ update gate, as the layer does, so that a shared seed gives both the same noise.
 
 from __future__ import annotations
 
-from typing import Optional
+import copy
+from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from gsmoe.nn import SAGEMoEConv
+from gsmoe.nn.conv import SAGEMoEConv
+from gsmoe.nn.inputs import SparseFeatures, to_dense
 
 
 def _act(y: Tensor) -> Tensor:
@@ -70,11 +75,12 @@ def _mixture(x: Tensor, coefficients: Tensor, weight: Tensor, bias: Tensor, acti
 
 def reference_conv(
     conv: SAGEMoEConv,
-    x: Tensor,
+    x: Union[Tensor, SparseFeatures],
     edge_index: Tensor,
     batch: Optional[Tensor] = None,
     roles: Optional[Tensor] = None,
 ) -> Tensor:
+    x = to_dense(x)
     num_nodes = x.size(0)
     if batch is None:
         batch = torch.zeros(num_nodes, dtype=torch.long)
@@ -101,3 +107,37 @@ def reference_conv(
         experts = conv.update_experts
         out = _mixture(x_cat, coefficients, experts.weight, experts.bias, conv.update_activation)
     return out / out.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+class ReferenceConv(nn.Module):
+    """Runs a :class:`SAGEMoEConv`'s parameters through :func:`reference_conv`, with the
+    layer's call signature (the auxiliary loss is zero: no balance loss)."""
+
+    def __init__(self, conv: SAGEMoEConv):
+        super().__init__()
+        self.conv = conv
+
+    @property
+    def gate(self) -> str:
+        return self.conv.gate
+
+    def forward(
+        self,
+        x: Union[Tensor, SparseFeatures],
+        edge_index: Tensor,
+        batch: Optional[Tensor] = None,
+        roles: Optional[Tensor] = None,
+        num_graphs: Optional[int] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        out = reference_conv(self.conv, x, edge_index, batch=batch, roles=roles)
+        return out, out.new_zeros(())
+
+
+def reference_model(model: Any) -> Any:
+    """A copy of a :class:`~gsmoe.nn.GraphSAGEMoE` whose layers run :func:`reference_conv`
+    on the dense features (same parameters, copied)."""
+    reference = copy.deepcopy(model)
+    reference.sparse_threshold = 0.0
+    reference._input_cache = None
+    reference.convs = nn.ModuleList(ReferenceConv(conv) for conv in reference.convs)
+    return reference
