@@ -293,3 +293,31 @@ def test_graph_routing_paths_match_reference(path: str, monkeypatch: pytest.Monk
     expected = reference_conv(conv, x, edge_index, batch=batch)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
     assert set(used) == {path}
+
+
+def test_mean_adjacency_is_pyg_mean_aggregation() -> None:
+    from gsmoe.nn.inputs import mean_adjacency
+
+    # Node 4 receives nothing; edge 0 -> 1 appears twice; node 2 has a self loop.
+    edge_index = torch.tensor([[0, 0, 2, 3, 1, 2], [1, 1, 2, 1, 3, 0]])
+    messages = torch.randn(5, 3, requires_grad=True)
+    adjacency = mean_adjacency(edge_index, 5)
+    got = adjacency.matmul(messages)
+    want = scatter(messages[edge_index[0]], edge_index[1], 0, dim_size=5, reduce="mean")
+    torch.testing.assert_close(got, want)
+    probe = torch.randn(5, 3)
+    (g_got,) = torch.autograd.grad((got * probe).sum(), messages)
+    (g_want,) = torch.autograd.grad((want * probe).sum(), messages)
+    torch.testing.assert_close(g_got, g_want)
+    with pytest.raises(ValueError, match="edge_index refers to nodes outside 0..2"):
+        mean_adjacency(edge_index, 3)
+
+
+def test_model_caches_the_adjacency_per_edge_index() -> None:
+    data = _node_data()
+    model = GraphSAGEMoE(F_IN, 3, "node")
+    first = model.adjacency(data.edge_index, 30, torch.float32)
+    assert model.adjacency(data.edge_index, 30, torch.float32) is first
+    model(data)
+    assert model.adjacency(data.edge_index, 30, torch.float32) is first
+    assert model.adjacency(data.edge_index.clone(), 30, torch.float32) is not first

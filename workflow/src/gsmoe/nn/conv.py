@@ -11,7 +11,7 @@ from torch_geometric.nn import MessagePassing
 
 from gsmoe.nn.experts import ExpertLinear, mix
 from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
-from gsmoe.nn.inputs import Parts, SparseFeatures, linear, to_dense
+from gsmoe.nn.inputs import Parts, SparseFeatures, linear, mean_adjacency, to_dense
 
 PLACEMENTS = ("none", "message", "aggregate", "both")
 GATES = ("none", "roles", "dense", "noisy_topk", "shared")
@@ -89,6 +89,9 @@ class SAGEMoEConv(MessagePassing):
     The input ``x`` may be a :class:`~gsmoe.nn.inputs.SparseFeatures` (or a torch sparse
     tensor, wrapped on the fly): every linear map of ``x`` then runs as one sparse product,
     with gradients to the weights; ``x`` itself gets none.
+
+    ``adjacency`` (optional) is :func:`~gsmoe.nn.inputs.mean_adjacency` of ``edge_index``,
+    which a caller that runs several layers on one graph builds once.
 
     Shapes:
         - **input:** node features :math:`(N, F_{in})`, edge indices :math:`(2, |\mathcal{E}|)`,
@@ -187,6 +190,7 @@ class SAGEMoEConv(MessagePassing):
         batch: Optional[Tensor] = None,
         roles: Optional[Tensor] = None,
         num_graphs: Optional[int] = None,
+        adjacency: Optional[SparseFeatures] = None,
     ) -> Tuple[Tensor, Tensor]:
         if self.gate == "roles" and roles is None:
             raise ValueError("gate 'roles' needs the node role distributions: pass roles (data.roles, shape (N, R))")
@@ -197,7 +201,7 @@ class SAGEMoEConv(MessagePassing):
         self.routing = {}
         # Section 6.3: both stages read h W_msg; compute it once.
         shared_logits = self.shared_gate.message_logits(x) if self.shared_gate is not None else None
-        agg, aux_message = self._aggregate_messages(x, edge_index, batch, roles, num_graphs, shared_logits)
+        agg, aux_message = self._aggregate_messages(x, edge_index, batch, roles, num_graphs, shared_logits, adjacency)
         out, aux_update = self._update(x, agg, batch, roles, num_graphs, shared_logits)
         return F.normalize(out, p=2.0, dim=-1), aux_message + aux_update
 
@@ -209,13 +213,24 @@ class SAGEMoEConv(MessagePassing):
         roles: Optional[Tensor],
         num_graphs: Optional[int],
         shared_logits: Optional[Tensor] = None,
+        adjacency: Optional[SparseFeatures] = None,
     ) -> Tuple[Tensor, Tensor]:
-        """Eq. 11 with the messages of eq. 13."""
+        """Eq. 11 with the messages of eq. 13.
+
+        Where the message depends on the sender only, it is computed once per node and the
+        mean over the neighbours is one sparse product with the row-normalised adjacency
+        (``adjacency``, built here when not given); per-edge messages go through
+        :meth:`propagate`.
+        """
+
+        def mean_of_senders(messages: Tensor) -> Tensor:
+            adj = adjacency if adjacency is not None else mean_adjacency(edge_index, x.size(0), messages.dtype)
+            return adj.matmul(messages)
+
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.message_experts is None:
             # ReLU(W h_u) depends on the sender only: computed once per node, not per edge.
-            messages = torch.relu(linear(x, self.lin_message))
-            return self.propagate(edge_index, x=messages, weight=None, index=None, features=None), zero
+            return mean_of_senders(torch.relu(linear(x, self.lin_message))), zero
 
         gate = self._route("message", x, None, batch, roles, num_graphs, shared_logits=shared_logits)
         weight, index = self._per_node(gate, batch, x.size(0))
@@ -227,8 +242,7 @@ class SAGEMoEConv(MessagePassing):
                 experts_out = self._top_k_experts(self.message_experts, x, gate, index, batch)
             else:
                 experts_out = self.message_experts.dense(x)
-            messages = mix(experts_out, weight, self.message_activation)
-            return self.propagate(edge_index, x=messages, weight=None, index=None, features=None), gate.aux_loss
+            return mean_of_senders(mix(experts_out, weight, self.message_activation)), gate.aux_loss
         if sparse:
             # Node routing by the receiver: each edge row x_u goes through v's k experts
             # (sparse features are gathered from their dense copy, one row per edge).

@@ -58,31 +58,47 @@ class SparseFeatures:
             raise ValueError("SparseFeatures holds constant input features: the tensor must not require grad")
         if dense.layout != torch.strided:
             dense = dense.to_dense()
-        self.dense = dense
+        self._dense: Optional[Tensor] = dense
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            self.csr = _csr(dense)
-            self.csr_t = _csr(dense.t().contiguous())
+            self.csr = _int32_csr(dense.to_sparse_csr())
+            self.csr_t = _int32_csr(dense.t().contiguous().to_sparse_csr())
         self._nnz_rows: Optional[Tensor] = None
+
+    @classmethod
+    def from_csr(cls, csr: Tensor, csr_t: Tensor) -> "SparseFeatures":
+        """From a CSR matrix and the CSR of its transpose, without building the dense matrix."""
+        self = cls.__new__(cls)
+        self.csr, self.csr_t = _int32_csr(csr), _int32_csr(csr_t)
+        self._dense = None
+        self._nnz_rows = None
+        return self
+
+    @property
+    def dense(self) -> Tensor:
+        """The dense matrix (built on first use when made from COO entries)."""
+        if self._dense is None:
+            self._dense = self.csr.to_dense()
+        return self._dense
 
     # Tensor-like attributes the layer reads from its input.
     @property
     def shape(self) -> torch.Size:
-        return self.dense.shape
+        return self.csr.shape
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.dense.dtype
+        return self.csr.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.dense.device
+        return self.csr.device
 
     def size(self, dim: Optional[int] = None) -> Union[int, torch.Size]:
-        return self.dense.shape if dim is None else self.dense.size(dim)
+        return self.csr.shape if dim is None else self.csr.shape[dim]
 
     def new_zeros(self, *size: int) -> Tensor:
-        return self.dense.new_zeros(*size)
+        return torch.zeros(*size, dtype=self.dtype, device=self.device)
 
     @property
     def nnz(self) -> int:
@@ -90,7 +106,8 @@ class SparseFeatures:
 
     @property
     def density(self) -> float:
-        return self.nnz / max(self.dense.numel(), 1)
+        rows, cols = self.shape
+        return self.nnz / max(rows * cols, 1)
 
     def matmul(self, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """``x @ weight (+ bias)`` as one CSR product; gradients flow to ``weight`` and ``bias``."""
@@ -112,7 +129,7 @@ class SparseFeatures:
 
     def mean_pool(self, batch: Optional[Tensor], num_graphs: Optional[int]) -> Tensor:
         """Mean of the rows of every graph, ``(G, F)``, from the non-zeros only."""
-        num_nodes, features = self.dense.shape
+        num_nodes, features = self.shape
         values, columns = self.csr.values(), self.csr.col_indices().long()
         if batch is None:
             total = values.new_zeros(features).index_add_(0, columns, values)
@@ -128,24 +145,55 @@ class SparseFeatures:
         return total / nodes.unsqueeze(1)
 
     def __repr__(self) -> str:
-        rows, cols = self.dense.shape
+        rows, cols = self.shape
         return f"SparseFeatures({rows}, {cols}, density={self.density:.4f})"
 
 
-def _csr(dense: Tensor) -> Tensor:
-    """CSR copy with 32-bit indices where they fit: MKL's product takes them as they are,
-    while 64-bit indices are converted (copied) on every call."""
-    csr = dense.to_sparse_csr()
-    if csr.values().numel() < 2**31 - 1 and max(dense.shape) < 2**31 - 1:
+def _int32_csr(csr: Tensor) -> Tensor:
+    """The CSR tensor with 32-bit indices where they fit: MKL's product takes them as they
+    are, while 64-bit indices are converted (copied) on every call."""
+    if csr.values().numel() < 2**31 - 1 and max(csr.shape) < 2**31 - 1:
         csr = torch.sparse_csr_tensor(
             csr.crow_indices().int(),
             csr.col_indices().int(),
             csr.values(),
             csr.shape,
-            dtype=dense.dtype,
+            dtype=csr.dtype,
             check_invariants=False,  # built by to_sparse_csr: valid by construction
         )
     return csr
+
+
+def mean_adjacency(edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> SparseFeatures:
+    r"""Row-normalised adjacency :math:`A` with :math:`(A M)_v = \mathrm{MEAN}_{(u, v) \in E} M_u`.
+
+    ``edge_index[0]`` sends, ``edge_index[1]`` receives (PyG's ``source_to_target``); a
+    repeated edge counts as often as it appears and a node without incoming edges gets
+    zeros, exactly as ``MessagePassing(aggr="mean")``.  ``A.matmul(messages)`` is then the
+    mean aggregation of per-node messages in one sparse product, its gradient
+    :math:`A^\top G` in another.  Built straight as CSR: a stable sort by receiver, and one
+    by sender for the transpose.
+    """
+    src, dst = edge_index[0], edge_index[1]
+    if src.numel() > 0 and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(f"edge_index refers to nodes outside 0..{num_nodes - 1}")
+    in_degree = torch.bincount(dst, minlength=num_nodes)
+    values = 1.0 / in_degree.clamp(min=1).to(dtype)[dst]
+    shape = (num_nodes, num_nodes)
+
+    def rows_sorted_by(row: Tensor, col: Tensor, counts: Tensor) -> Tensor:
+        # Repeated edges stay repeated entries of a row: the product adds them up.
+        order = torch.argsort(row, stable=True)
+        crow = torch.zeros(num_nodes + 1, dtype=torch.int32, device=row.device)
+        crow[1:] = torch.cumsum(counts, 0)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                crow, col[order].int(), values[order], shape, dtype=dtype, check_invariants=False
+            )
+
+    out_degree = torch.bincount(src, minlength=num_nodes)
+    return SparseFeatures.from_csr(rows_sorted_by(dst, src, in_degree), rows_sorted_by(src, dst, out_degree))
 
 
 class _SparseInputMatmul(torch.autograd.Function):
@@ -157,7 +205,7 @@ class _SparseInputMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: Tensor, bias: Optional[Tensor], features: SparseFeatures) -> Tensor:  # type: ignore[override]
         ctx.features = features
-        rows, columns = features.dense.size(0), weight.size(1)
+        rows, columns = features.shape[0], weight.size(1)
         if bias is None:
             out = weight.new_empty(rows, columns)
             return torch.addmm(out, features.csr, weight.contiguous(), beta=0, out=out)

@@ -11,7 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn import global_max_pool
 
 from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, PLACEMENTS, POOLS, SAGEMoEConv, check_choice
-from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse
+from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse, mean_adjacency
 
 TASKS = ("node", "graph")
 
@@ -87,6 +87,8 @@ class GraphSAGEMoE(nn.Module):
         self.sparse_threshold = sparse_threshold
         # (features tensor, its version counter, what the first layer reads); not state.
         self._input_cache: Optional[tuple[Tensor, int, Union[Tensor, SparseFeatures]]] = None
+        # (edge_index, its version counter, number of nodes, mean adjacency); not state.
+        self._adjacency_cache: Optional[tuple[Tensor, int, int, SparseFeatures]] = None
         self.convs = nn.ModuleList(
             SAGEMoEConv(in_channels if i == 0 else hidden, hidden, **conv_kwargs) for i in range(num_layers)
         )
@@ -113,8 +115,9 @@ class GraphSAGEMoE(nn.Module):
 
         aux_loss = x.new_zeros(())
         h: Union[Tensor, SparseFeatures] = self.first_layer_input(x)
+        adjacency = self.adjacency(edge_index, x.size(0), x.dtype)
         for conv in self.convs:
-            x, aux = conv(h, edge_index, batch=batch, roles=roles, num_graphs=num_graphs)
+            x, aux = conv(h, edge_index, batch=batch, roles=roles, num_graphs=num_graphs, adjacency=adjacency)
             aux_loss = aux_loss + aux
             x = h = F.dropout(torch.relu(x), p=self.dropout, training=self.training)
         if self.task == "graph":
@@ -133,6 +136,22 @@ class GraphSAGEMoE(nn.Module):
         features = maybe_sparse(x, self.sparse_threshold)
         self._input_cache = (x, x._version, features)
         return features
+
+    def adjacency(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> SparseFeatures:
+        """The mean adjacency of ``edge_index`` for every layer, cached while ``edge_index``
+        stays the same tensor, unmodified (a full-batch node task builds it once)."""
+        cache = self._adjacency_cache
+        if (
+            cache is not None
+            and cache[0] is edge_index
+            and cache[1] == edge_index._version
+            and cache[2] == num_nodes
+            and cache[3].dtype == dtype
+        ):
+            return cache[3]
+        adjacency = mean_adjacency(edge_index, num_nodes, dtype)
+        self._adjacency_cache = (edge_index, edge_index._version, num_nodes, adjacency)
+        return adjacency
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

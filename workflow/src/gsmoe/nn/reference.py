@@ -128,6 +128,7 @@ class ReferenceConv(nn.Module):
         batch: Optional[Tensor] = None,
         roles: Optional[Tensor] = None,
         num_graphs: Optional[int] = None,
+        adjacency: Any = None,
     ) -> Tuple[Tensor, Tensor]:
         out = reference_conv(self.conv, x, edge_index, batch=batch, roles=roles)
         return out, out.new_zeros(())
@@ -139,5 +140,6 @@ def reference_model(model: Any) -> Any:
     reference = copy.deepcopy(model)
     reference.sparse_threshold = 0.0
     reference._input_cache = None
+    reference._adjacency_cache = None
     reference.convs = nn.ModuleList(ReferenceConv(conv) for conv in reference.convs)
     return reference
