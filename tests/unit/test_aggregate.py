@@ -182,6 +182,21 @@ def test_missing_runs_error_lists_every_missing_run(tmp_path: Path, full_set) ->
     assert not (tmp_path / "runs.csv").exists() and not (tmp_path / "summary.csv").exists()
 
 
+def test_absent_record_files_are_listed_as_missing_runs(tmp_path: Path, full_set) -> None:
+    """The rule passes every expected path; absent files (e.g. after --keep-going) give the
+    list of missing runs, not a FileNotFoundError for the first one."""
+    paths, expected = full_set
+    for gone in ("Cora/moe4/seed2.json", "ENZYMES/baseline/seed0.json"):
+        (tmp_path / "runs" / gone).unlink()
+    with pytest.raises(IncompleteRunsError) as info:
+        aggregate_runs(paths, expected, str(tmp_path / "runs.csv"), str(tmp_path / "summary.csv"))
+    assert info.value.missing == [("Cora", "moe4", 2), ("ENZYMES", "baseline", 0)]
+    assert not (tmp_path / "runs.csv").exists() and not (tmp_path / "summary.csv").exists()
+    # an absent file of a run outside the expected table is still an error
+    with pytest.raises(FileNotFoundError, match="run record.s. not found: .*seed2.json"):
+        aggregate_runs(paths, expected[:1], str(tmp_path / "runs.csv"), str(tmp_path / "summary.csv"))
+
+
 def test_allow_missing_warns_and_records_true_n(tmp_path: Path, full_set) -> None:
     paths, expected = full_set
     # The path of the missing run is still passed (as a rule would): it must be skipped.

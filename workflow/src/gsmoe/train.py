@@ -107,6 +107,12 @@ class _Evaluation:
     paper: float
 
 
+def _check_finite_output(log_probs: torch.Tensor) -> None:
+    """An evaluation of a diverged model must not become an accuracy: argmax of NaN is 0."""
+    if not bool(torch.isfinite(log_probs).all()):
+        raise TrainingDivergedError("the model's output is not finite")
+
+
 def _accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     if labels.numel() == 0:
         raise ValueError("cannot measure accuracy on an empty split")
@@ -136,6 +142,7 @@ class _NodeTask:
     def evaluate(self, model: torch.nn.Module) -> _Evaluation:
         model.eval()
         log_probs = model(self.data).log_probs
+        _check_finite_output(log_probs)
         y = self.data.y
         val = _accuracy(log_probs[self.data.val_mask], y[self.data.val_mask])
         return _Evaluation(
@@ -181,6 +188,7 @@ class _GraphTask:
     def evaluate(self, model: torch.nn.Module) -> _Evaluation:
         model.eval()
         log_probs = model(self.everything).log_probs
+        _check_finite_output(log_probs)
 
         def acc(part: str) -> float:
             index = self.parts[part].to(self.device)
@@ -203,8 +211,9 @@ def train_run(
     """Train one fully resolved run config (see ``docs/design.md``) and return its record.
 
     ``dataset`` is the loaded PyG dataset (with ``roles`` attached when a role gate is
-    used).  Raises :class:`TrainingDivergedError` naming the run and epoch when the loss
-    stops being finite.
+    used).  Raises :class:`TrainingDivergedError` naming the run and epoch when the loss,
+    an evaluation's model output or, after the last epoch, a parameter stops being finite:
+    a diverged run has no record, rather than one with a NaN or an arbitrary accuracy.
     """
     device = pick_device(device) if isinstance(device, str) else device
     name = _run_name(run_cfg)
@@ -237,7 +246,15 @@ def train_run(
         loss_per_epoch.append(loss)
         # Same schedule as the authors' `if epoch % 10 == 0` (0, 10, ..., 290 for 300 epochs).
         if epoch % eval_every == 0:
-            evaluation = task.evaluate(model)
+            # The loss above was computed before this epoch's step; a step that made the
+            # weights overflow shows only here (or in the next epoch's loss).
+            try:
+                evaluation = task.evaluate(model)
+            except TrainingDivergedError as err:
+                raise TrainingDivergedError(
+                    f"run {name}: {err} at the evaluation after epoch {epoch} (training loss "
+                    f"was {loss}); lower training.lr or check the input features"
+                ) from None
             curves["epoch"].append(epoch)
             curves["train_loss"].append(loss)
             curves["train_acc"].append(evaluation.train)
@@ -251,6 +268,13 @@ def train_run(
                     f"({time.perf_counter() - start:.1f}s)"
                 )
     wall_time = time.perf_counter() - start
+    # Steps after the last evaluation can still have diverged; such weights are no result.
+    bad = [pname for pname, param in model.named_parameters() if not bool(torch.isfinite(param).all())]
+    if bad:
+        raise TrainingDivergedError(
+            f"run {name}: parameters {bad[:3]}{' ...' if len(bad) > 3 else ''} are not finite after "
+            f"the last epoch ({epochs - 1}); lower training.lr or check the input features"
+        )
 
     best = int(np.argmax(curves["val_acc"]))  # argmax takes the earliest of equal maxima
     best_paper = int(np.argmax(curves["paper_acc"]))

@@ -275,8 +275,9 @@ def aggregate_runs(
     """Load run records, check completeness, write ``runs.csv`` and ``summary.csv`` atomically.
 
     Args:
-        run_paths: run record files.  With ``allow_missing``, paths that do not exist are
-            skipped (they are then reported as missing runs).
+        run_paths: run record files.  Paths that do not exist are skipped and their runs
+            reported as missing: :class:`IncompleteRunsError` lists every missing expected
+            run (with ``allow_missing``, a warning does), not just the first absent file.
         expected: the run table, ``[{dataset, experiment, seed}, ...]``.
         runs_csv, summary_csv: output paths.
         allow_missing: warn instead of failing when expected runs are absent.
@@ -284,10 +285,11 @@ def aggregate_runs(
         confidence: level of the t-interval.
     """
     paths = list(run_paths)
-    if allow_missing:
-        paths = [p for p in paths if Path(p).exists()]
-    records = load_runs(paths)
-    check_complete(records, expected, allow_missing=allow_missing)
+    absent = [str(p) for p in paths if not Path(p).exists()]
+    records = load_runs([p for p in paths if Path(p).exists()])
+    check_complete(records, expected, allow_missing=allow_missing)  # names every missing run
+    if absent and not allow_missing:  # absent files of runs outside ``expected``
+        raise FileNotFoundError(f"run record(s) not found: {', '.join(absent)}")
     runs = runs_frame(records)
     summary = summarize(runs, confidence, experiments_cfg=experiments_cfg, expected=expected)
     _write_csv(runs, runs_csv)
