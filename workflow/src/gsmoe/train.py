@@ -276,6 +276,11 @@ def train_run(
             f"the last epoch ({epochs - 1}); lower training.lr or check the input features"
         )
 
+    # Expert load of the trained model: one eval-mode pass over the whole dataset (the last
+    # forward of the loop may have been a training step on one batch).
+    task.evaluate(model)
+    expert_load = model.expert_load()
+
     best = int(np.argmax(curves["val_acc"]))  # argmax takes the earliest of equal maxima
     best_paper = int(np.argmax(curves["paper_acc"]))
     return {
@@ -300,8 +305,7 @@ def train_run(
         "wall_time_s": wall_time,
         "num_parameters": model.num_parameters(),
         "active_parameters": model.active_parameters(),
-        # The last forward pass was the final evaluation over the whole dataset.
-        "expert_load": model.expert_load(),
+        "expert_load": expert_load,
     }
 
 
