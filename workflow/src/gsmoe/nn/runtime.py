@@ -27,6 +27,16 @@ MMAP_THRESHOLD = 1 << 30
 def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
     """Ask glibc to keep freed memory for reuse; returns False where that is not possible
     (not Linux/glibc), True when both settings were accepted."""
+    return malloc_thresholds(mmap_threshold, 2**31 - 1)
+
+
+def malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's mmap and trim thresholds (``mallopt``); False where not possible.
+
+    Low values (e.g. 64 KiB) do the opposite of :func:`keep_freed_memory`: freed memory
+    goes back to the system at once, so the resident size follows live memory (used by
+    the benchmark to measure peak memory).
+    """
     if not sys.platform.startswith("linux"):
         return False
     name = ctypes.util.find_library("c")
@@ -40,5 +50,5 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     ok_mmap = mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))
-    ok_trim = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    ok_trim = mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))
     return bool(ok_mmap and ok_trim)
