@@ -38,6 +38,7 @@ from gsmoe import __version__
 from gsmoe.datasets import load_dataset
 from gsmoe.io import write_json
 from gsmoe.nn import build_model
+from gsmoe.nn.runtime import keep_freed_memory
 from gsmoe.roles import attach_roles, load_roles
 from gsmoe.splits import graph_splits
 
@@ -337,6 +338,9 @@ def train_and_save(
         raise ValueError(f"one job trains runs of one dataset, got {sorted(d[0] for d in datasets)}")
     (_, source, pyg_name), = datasets
     set_threads(threads)
+    # A training job owns its process: keeping freed heap memory for reuse makes large
+    # MoE steps 1.2-1.7x faster and changes no number (gsmoe.nn.runtime).
+    keep_freed_memory()
     dataset = load_dataset(source, pyg_name, Path(dataset_root))
     if roles_path is not None:
         attach_roles(dataset, load_roles(roles_path))
