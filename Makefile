@@ -8,6 +8,7 @@ CORES ?= all
 .PHONY: install run test test-fast lint
 
 $(BIN)/snakemake: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "requirements.lock pins Python 3.11 packages; run with PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.lock
 	# graphrole 1.1.1 declares pandas<2, which cannot work with numpy 2; it runs fine on

@@ -451,3 +451,33 @@ def test_default_yaml_round_trip_through_validation(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert load_config(path) == cfg
+
+
+def test_shared_gate_needs_both_placements():
+    cfg = minimal()
+    cfg["experiments"]["moe4"]["model"]["gate"] = "shared"
+    check_fails(cfg, r"experiments\.moe4\.model\.gate is 'shared' .* use placement: both")
+
+
+def test_paper_split_follows_standard_split():
+    cfg = minimal()
+    cfg["datasets"]["ENZYMES"]["split"] = {"standard": [0.8, 0.1, 0.1], "paper": [0.5, 0.5]}
+    check_fails(cfg, r"datasets\.ENZYMES\.split\.paper \(\[0\.5, 0\.5\]\) must be \[train, held-out\]")
+
+
+def test_table_metric_must_be_reported():
+    cfg = minimal()
+    cfg["table_metric"] = {"protocol": "paper", "metric": "test"}
+    check_fails(cfg, r"table_metric \{protocol: paper, metric: test\} is not reported")
+
+
+def test_claims_and_references_checked_before_training():
+    cfg = minimal()
+    cfg["claims"] = [{"id": "c", "text": "t", "compare": {"a": "moe5", "b": "baseline"}, "expect": "greater"}]
+    check_fails(cfg, r"config: claims: .*moe5")
+    cfg = minimal()
+    cfg["references"] = {"Cora": {"value": 0.8, "source": "s", "model": "GCN", "experiment": "basline"}}
+    check_fails(cfg, r"references\.Cora\.experiment names unknown experiment 'basline'")
+    cfg = minimal()
+    cfg["references"] = {"CiteSeer": {"value": 0.7, "source": "s", "model": "GCN"}}
+    check_fails(cfg, r"references\.CiteSeer names unknown dataset")

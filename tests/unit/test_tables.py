@@ -122,7 +122,7 @@ def test_rows_columns_and_paper_values() -> None:
         assert header in tex
     assert "\\label{tab:table1}" in tex
     assert "\\caption{Mixture by 4 Roles. " in tex
-    assert "paper protocol" in tex and "last epoch" in tex and "over 3 seeds" in tex
+    assert "paper protocol" in tex and "last evaluation" in tex and "over 3 seeds" in tex
 
 
 def test_dash_for_dataset_not_run_and_n_for_fewer_seeds() -> None:

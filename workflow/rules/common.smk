@@ -187,6 +187,6 @@ def train_runs_param(seeds):
 
 
 def train_runtime(seeds):
-    """Minutes for a train job: 30 per seed, doubled on each retry."""
+    """Minutes for a train job: 30 per seed, times the attempt number (1, 2, 3, ...)."""
     n = 1 if seeds is None else len(seeds)
     return lambda wildcards, attempt: 30 * n * attempt

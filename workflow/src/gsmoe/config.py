@@ -322,6 +322,14 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
                 errors.append(
                     f"config: datasets.{name}.split.{part} ({fractions}) must sum to 1, sums to {sum(fractions):g}."
                 )
+        standard, paper = (split or {}).get("standard"), (split or {}).get("paper")
+        # One training run serves both protocols: the paper's held-out part is the
+        # standard validation + test parts, so the paper split follows from the standard one.
+        if standard and paper and (len(paper) != 2 or abs(paper[0] - standard[0]) > 1e-6):
+            errors.append(
+                f"config: datasets.{name}.split.paper ({paper}) must be [train, held-out] with the "
+                f"train fraction of split.standard ({standard[0]}): the held-out part is val + test."
+            )
     for key in sorted(config.get("checksum_overrides", {})):
         if key not in known_files:
             errors.append(
@@ -380,6 +388,38 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
                     f"config: figures.{name}.experiments: {exp!r} does not run on {fig['dataset']!r} "
                     f"(see experiments.{exp}.datasets)."
                 )
+    metric = config.get("table_metric") or {}
+    pair = (metric.get("protocol", "paper"), metric.get("metric", "last"))
+    if pair not in TABLE_METRICS:
+        errors.append(
+            f"config: table_metric {{protocol: {pair[0]}, metric: {pair[1]}}} is not reported; use one of "
+            + ", ".join(f"{{protocol: {p}, metric: {m}}}" for p, m in TABLE_METRICS)
+            + "."
+        )
+    errors.extend(_claims_errors(config))
+    return errors
+
+
+#: (protocol, metric) pairs that summary.csv holds and the tables can show.
+TABLE_METRICS = (("paper", "last"), ("paper", "best"), ("standard", "test"))
+
+
+def _claims_errors(config: Mapping[str, Any]) -> list[str]:
+    """Claims and references name existing experiments and datasets: a typo must stop the
+    workflow before training, not in the claims job at the end."""
+    from gsmoe.report.claims import parse_claims  # pandas/scipy only when claims are checked
+
+    errors = []
+    try:
+        parse_claims(config)
+    except ValueError as err:
+        errors.append(f"config: claims: {err}")
+    for dataset, ref in (config.get("references") or {}).items():
+        if dataset not in config.get("datasets", {}):
+            errors.append(f"config: references.{dataset} names unknown dataset {dataset!r}.")
+        experiment = ref.get("experiment", "baseline")
+        if experiment not in config.get("experiments", {}):
+            errors.append(f"config: references.{dataset}.experiment names unknown experiment {experiment!r}.")
     return errors
 
 
@@ -397,6 +437,11 @@ def _model_errors(config: Mapping[str, Any], dataset: str, experiment: str, n_ro
         errors.append(
             f"config: {owner('gate')} is 'none' but placement is {placement!r}; choose a gate "
             "(roles, dense, noisy_topk, shared)."
+        )
+    if gate == "shared" and placement != "both":
+        errors.append(
+            f"config: {owner('gate')} is 'shared' (one gate for message and update, section 6.3) "
+            f"but placement is {placement!r}; use placement: both."
         )
     if gate == "noisy_topk" and model["top_k"] > experts:
         errors.append(f"config: {owner('top_k')} ({model['top_k']}) must be <= num_experts ({experts}).")
