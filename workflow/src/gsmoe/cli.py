@@ -1,8 +1,8 @@
 """Command line: ``python -m gsmoe <command>`` (or the ``gsmoe`` entry point).
 
 The Snakemake rules call the same package functions through their scripts; this CLI is
-for people: fetch and prepare a dataset, extract its roles, or train one run from a
-config file without Snakemake.
+for people: fetch and prepare a dataset, extract its roles, train one run from a config
+file without Snakemake, or report on the runs that exist.
 """
 
 from __future__ import annotations
@@ -13,6 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gsmoe.config import load_config, raw_files, resolve_run
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -55,6 +62,33 @@ def _train(args: argparse.Namespace) -> None:
                    threads=args.threads)
 
 
+def _report(args: argparse.Namespace) -> None:
+    from gsmoe.config import run_table
+    from gsmoe.report.aggregate import aggregate_runs
+    from gsmoe.report.claims import write_claims
+    from gsmoe.report.figures import write_figure
+    from gsmoe.report.tables import write_tables
+
+    config = load_config(args.config)
+    runs_dir, out = Path(args.runs_dir), Path(args.out)
+    expected = run_table(config)
+    paths = [str(runs_dir / r["dataset"] / r["experiment"] / f"seed{r['seed']}.json") for r in expected]
+    aggregate_runs(paths, expected, str(out / "runs.csv"), str(out / "summary.csv"),
+                   allow_missing=args.allow_missing, experiments_cfg=config["experiments"])
+    write_tables(str(out / "summary.csv"), config, str(out / "tables"))
+    for name, figure in config["figures"].items():
+        figure_runs = [
+            p
+            for p in paths
+            if Path(p).exists() and Path(p).parent.parent.name == figure["dataset"]
+            and Path(p).parent.name in figure["experiments"]
+        ]
+        write_figure(figure_runs, figure, config["experiments"], str(out / "figures" / f"{name}.pdf"),
+                     str(out / "figures" / f"{name}.png"))
+    write_claims(str(out / "runs.csv"), config, str(out / "claims.md"), str(out / "claims.csv"))
+    print(f"report of {runs_dir} written to {out}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m gsmoe``."""
     parser = argparse.ArgumentParser(prog="gsmoe", description=__doc__.splitlines()[0])
@@ -83,8 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output JSON file")
     train.add_argument("--device", default=None, help="auto, cpu or cuda (default: the config's device)")
     train.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    train.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    train.add_argument("--epochs", type=_positive_int, default=None, help="override the number of epochs")
     train.set_defaults(func=_train)
+
+    report = commands.add_parser(
+        "report",
+        help="aggregate the run records that exist into summary, tables, figures and claims "
+        "(what the workflow's last stages do, also for an incomplete grid with --allow-missing)",
+    )
+    report.add_argument("--runs-dir", default="results/runs", help="folder of run records (default: %(default)s)")
+    report.add_argument("--out", required=True, help="output folder")
+    report.add_argument("--allow-missing", action="store_true",
+                        help="report cells with fewer seeds than configured (n is recorded per cell) "
+                        "instead of failing on missing runs")
+    report.set_defaults(func=_report)
     return parser
 
 
