@@ -10,6 +10,8 @@ CORES ?= all
 $(BIN)/snakemake: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "requirements.lock pins Python 3.11 packages; run with PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
+	# the pip that envs/*.yaml pin (a new venv brings the interpreter's bundled one)
+	$(BIN)/python -m pip install --quiet pip==$$(sed -n 's/^ *- pip=//p' envs/gsmoe.yaml)
 	$(BIN)/pip install --quiet -r requirements.lock
 	# graphrole 1.1.1 declares pandas<2, which cannot work with numpy 2; it runs fine on
 	# the pinned pandas, so it is installed without its declared dependencies.

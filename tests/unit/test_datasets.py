@@ -9,7 +9,7 @@ import pytest
 
 from gsmoe.datasets import dataset_summary, load_dataset, prepare_dataset
 
-MIRROR = Path("/work/shared/datasets")
+MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason="local dataset mirror not available")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from gsmoe.download import ChecksumError, DownloadError, fetch, resolve_source, sha256_file
 
-MIRROR = Path("/work/shared/datasets")
+MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 CORA_X_SHA = "23cfa55d91c6f624233f5eb7b6e3f141f1bd2b2ae39608a63cf5d084bb27baab"
 PUBMED_ALLX_CANONICAL = "508e538e2abdccdd54c4d3e9f49d638b4af7107d85845f66ddea5a5152658b7e"
 PUBMED_ALLX_MIRROR = "8894673ffbee796f2df41a3d919d67e1fed2ea3d6345cb8eb363b3238d0aeed6"

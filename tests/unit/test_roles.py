@@ -16,7 +16,7 @@ import gsmoe.roles as roles_mod
 from gsmoe.datasets import load_dataset, prepare_dataset
 from gsmoe.roles import RoleTable, attach_roles, dataset_roles, graph_roles, load_roles, save_roles
 
-MIRROR = Path("/work/shared/datasets")
+MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason="local dataset mirror not available")
 
 

@@ -10,7 +10,7 @@ import torch
 
 from gsmoe.splits import graph_splits, stratified_split
 
-ENZYMES_ZIP = Path("/work/shared/datasets/tu/ENZYMES.zip")
+ENZYMES_ZIP = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "tu" / "ENZYMES.zip"
 
 
 def _sorted_by_class(per_class: list[int]) -> torch.Tensor:

@@ -121,7 +121,7 @@ def _copy_url(url: str, out: IO[bytes]) -> None:
     """Download ``url`` with a progress line on stderr; a short transfer is an error."""
     hint = (
         "; if this machine has no internet access, set `mirror:` in the config to a local "
-        "copy of the raw files (e.g. /work/shared/datasets)"
+        "copy of the raw files (e.g. ../shared/datasets beside the checkout)"
     )
     try:
         with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:
