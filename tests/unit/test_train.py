@@ -107,3 +107,27 @@ def test_pick_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             pick_device("cuda")
+
+
+def test_lazy_expert_updates_touch_only_routed_experts() -> None:
+    from torch_geometric.data import Data
+
+    from gsmoe.nn import build_model
+    from gsmoe.train import LazyExpertUpdates, _parameter_groups
+
+    torch.manual_seed(0)
+    data = Data(x=torch.randn(6, 5), edge_index=torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]), y=torch.arange(6) % 2)
+    cfg = {"placement": "aggregate", "gate": "noisy_topk", "num_experts": 8, "top_k": 2, "pool": "graph", "dropout": 0.0}
+    model = build_model(cfg, 5, 2, "node")
+    groups = _parameter_groups(model, 0.5, lazy=True)
+    assert [g["weight_decay"] for g in groups] == [0.5, 0.0]  # the router is not decayed
+    optimizer = LazyExpertUpdates(model, torch.optim.Adam(groups, lr=0.1))
+    experts = model.convs[0].update_experts
+    for _ in range(3):
+        before = experts.weight.detach().clone()
+        optimizer.zero_grad()
+        torch.nn.functional.nll_loss(model(data).log_probs, data.y).backward()
+        used = model.convs[0].routing["update"].indices.reshape(-1).unique()
+        optimizer.step()
+        changed = (experts.weight.detach() != before).flatten(1).any(1)
+        assert changed.nonzero().flatten().tolist() == used.tolist()

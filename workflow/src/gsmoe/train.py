@@ -38,6 +38,8 @@ from gsmoe import __version__
 from gsmoe.datasets import load_dataset
 from gsmoe.io import write_json
 from gsmoe.nn import build_model
+from gsmoe.nn.conv import SAGEMoEConv
+from gsmoe.nn.gates import NoisyTopKGate
 from gsmoe.nn.runtime import keep_freed_memory
 from gsmoe.roles import attach_roles, load_roles
 from gsmoe.splits import graph_splits
@@ -129,7 +131,7 @@ class _NodeTask:
             if int(getattr(self.data, mask).sum()) == 0:
                 raise ValueError(f"the dataset's {mask} selects no node")
 
-    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    def train_epoch(self, model: torch.nn.Module, optimizer: _Optimizer) -> float:
         model.train()
         optimizer.zero_grad()
         out = model(self.data)
@@ -171,7 +173,7 @@ class _GraphTask:
         self.everything = Batch.from_data_list(list(dataset)).to(device)
         self.labels = labels.to(device)
 
-    def train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    def train_epoch(self, model: torch.nn.Module, optimizer: _Optimizer) -> float:
         model.train()
         total, graphs = 0.0, 0
         for batch in self.loader:
@@ -196,6 +198,73 @@ class _GraphTask:
             return _accuracy(log_probs[index], self.labels[index])
 
         return _Evaluation(train=acc("train"), val=acc("val"), test=acc("test"), paper=acc("heldout"))
+
+
+class LazyExpertUpdates:
+    """Leave the experts a step did not route to untouched by that optimiser step.
+
+    With top-k gating most experts get no gradient in a step, yet Adam's coupled weight
+    decay (the authors' optimiser) still moves them: ``wd * w`` is their whole gradient, so
+    Adam's normalised step shrinks them towards zero by about ``lr`` per step.  An expert
+    then loses what it learned within a few steps of not being chosen, and with 128 experts
+    and one routing choice per graph, a network of 128 top-4 does not train at all.  Like
+    lazy Adam for sparse embeddings, each step restores the unused experts' rows (weight,
+    bias and Adam moments) after ``optimizer.step()``.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model = model
+        self.optimizer = optimizer
+
+    def _unused(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        unused = []
+        for conv in self.model.modules():
+            if not isinstance(conv, SAGEMoEConv) or conv.gate != "noisy_topk":
+                continue
+            for stage, gate in conv.routing.items():
+                experts = conv.message_experts if stage == "message" else conv.update_experts
+                mask = torch.ones(experts.num_experts, dtype=torch.bool, device=gate.indices.device)
+                mask[gate.indices.reshape(-1)] = False
+                unused.extend((param, mask) for param in (experts.weight, experts.bias) if param is not None)
+        return unused
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def step(self) -> None:
+        """``optimizer.step()`` for the experts the last forward pass used only."""
+        unused = self._unused()
+        saved = []
+        for param, mask in unused:
+            state = self.optimizer.state.get(param, {})
+            moments = {key: state[key][mask].clone() for key in ("exp_avg", "exp_avg_sq") if key in state}
+            saved.append((param, mask, param.detach()[mask].clone(), moments))
+        self.optimizer.step()
+        with torch.no_grad():
+            for param, mask, weight, moments in saved:
+                param[mask] = weight
+                state = self.optimizer.state[param]
+                for key, value in moments.items():
+                    state[key][mask] = value
+
+
+_Optimizer = torch.optim.Optimizer | LazyExpertUpdates
+
+
+def _parameter_groups(model: torch.nn.Module, weight_decay: float, lazy: bool) -> list[dict[str, Any]]:
+    """Adam's parameter groups: coupled L2 on everything, except (``lazy``) the noisy
+    top-k routers.
+
+    A router's gradient reaches only the k chosen columns through a softmax and is tiny
+    next to ``weight_decay * w``: with L2 its clean logits stay near zero, the noise alone
+    picks the experts in every step, and no expert is trained long enough to be of use.
+    """
+    routers = {id(p) for m in model.modules() if isinstance(m, NoisyTopKGate) for p in m.parameters()} if lazy else set()
+    params = list(model.parameters())
+    groups = [{"params": [p for p in params if id(p) not in routers], "weight_decay": weight_decay}]
+    if routers:
+        groups.append({"params": [p for p in params if id(p) in routers], "weight_decay": 0.0})
+    return groups
 
 
 def _run_name(run_cfg: dict[str, Any]) -> str:
@@ -231,7 +300,13 @@ def train_run(
         raise ValueError(f"{name}: unknown task {run_cfg['task']!r} (expected 'node' or 'graph')")
 
     model = build_model(run_cfg["model"], dataset.num_features, dataset.num_classes, run_cfg["task"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
+    # The schema's default; hand-written run configs (tests) may leave it out.
+    lazy = training.get("expert_updates", "lazy") == "lazy"
+    optimizer: torch.optim.Optimizer | LazyExpertUpdates = torch.optim.Adam(
+        _parameter_groups(model, training["weight_decay"], lazy), lr=training["lr"]
+    )
+    if lazy:
+        optimizer = LazyExpertUpdates(model, optimizer)
 
     epochs, eval_every = int(training["epochs"]), int(training["eval_every"])
     curves: dict[str, list[float]] = {key: [] for key in ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "paper_acc")}
