@@ -157,6 +157,7 @@ def test_defaults_filled():
         "epochs": 300,
         "eval_every": 10,
         "batch_size": 32,
+        "expert_updates": "lazy",
     }
     assert cfg["table_metric"] == {"protocol": "paper", "metric": "last"}
     assert cfg["figures"]["f"]["metric"] == "paper_acc"
