@@ -206,10 +206,11 @@ class LazyExpertUpdates:
     With top-k gating most experts get no gradient in a step, yet Adam's coupled weight
     decay (the authors' optimiser) still moves them: ``wd * w`` is their whole gradient, so
     Adam's normalised step shrinks them towards zero by about ``lr`` per step.  An expert
-    then loses what it learned within a few steps of not being chosen, and with 128 experts
-    and one routing choice per graph, a network of 128 top-4 does not train at all.  Like
-    lazy Adam for sparse embeddings, each step restores the unused experts' rows (weight,
-    bias and Adam moments) after ``optimizer.step()``.
+    then loses what it learned within a few steps of not being chosen; with 128 experts and
+    one routing choice per graph (and the router's own decay, see :func:`_parameter_groups`)
+    a network of 128 top-4 did not train at all.  Like lazy Adam for sparse embeddings, each
+    step restores the unused experts' rows (weight, bias and Adam moments) after
+    ``optimizer.step()``.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
