@@ -218,16 +218,14 @@ class LazyExpertUpdates:
         self.optimizer = optimizer
 
     def _unused(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
-        unused = []
-        for conv in self.model.modules():
-            if not isinstance(conv, SAGEMoEConv) or conv.gate != "noisy_topk":
-                continue
-            for stage, gate in conv.routing.items():
-                experts = conv.message_experts if stage == "message" else conv.update_experts
-                mask = torch.ones(experts.num_experts, dtype=torch.bool, device=gate.indices.device)
-                mask[gate.indices.reshape(-1)] = False
-                unused.extend((param, mask) for param in (experts.weight, experts.bias) if param is not None)
-        return unused
+        return [
+            (param, mask)
+            for conv in self.model.modules()
+            if isinstance(conv, SAGEMoEConv)
+            for experts, mask in conv.unused_experts()
+            for param in (experts.weight, experts.bias)
+            if param is not None
+        ]
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad()

@@ -362,6 +362,19 @@ class SAGEMoEConv(MessagePassing):
                 load[stage] = gate.weights.double().mean(0).tolist()
         return load
 
+    def unused_experts(self) -> List[Tuple[ExpertLinear, Tensor]]:
+        """Per top-k stage of the last forward: its experts and a mask of those no row was
+        routed to (empty for dense and role gates, which use every expert)."""
+        if self.gate != "noisy_topk":
+            return []
+        unused = []
+        for stage, gate in self.routing.items():
+            experts = self.message_experts if stage == "message" else self.update_experts
+            mask = torch.ones(experts.num_experts, dtype=torch.bool, device=gate.indices.device)
+            mask[gate.indices.reshape(-1)] = False
+            unused.append((experts, mask))
+        return unused
+
     def active_parameters(self) -> int:
         """Parameters one forward pass uses: top-k touches only k experts per MoE stage."""
         total = sum(p.numel() for p in self.parameters())
