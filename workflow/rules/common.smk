@@ -20,6 +20,7 @@ from gsmoe.config import (
     raw_files,
     regex_alternatives,
     resolve_run,
+    run_record_path,
     run_table,
     seed_chunks,
     validate_config,
@@ -108,7 +109,7 @@ def roles_path(dataset):
 
 
 def run_path(dataset, experiment, seed):
-    return f"results/runs/{dataset}/{experiment}/seed{seed}.json"
+    return run_record_path("results/runs", dataset, experiment, seed)
 
 
 def all_run_paths():

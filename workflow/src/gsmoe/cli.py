@@ -63,30 +63,30 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from gsmoe.config import run_table
+    from gsmoe.config import run_record_path, run_table
     from gsmoe.report.aggregate import aggregate_runs
     from gsmoe.report.claims import write_claims
     from gsmoe.report.figures import write_figure
     from gsmoe.report.tables import write_tables
 
     config = load_config(args.config)
-    runs_dir, out = Path(args.runs_dir), Path(args.out)
+    out = Path(args.out)
     expected = run_table(config)
-    paths = [str(runs_dir / r["dataset"] / r["experiment"] / f"seed{r['seed']}.json") for r in expected]
+    paths = [run_record_path(args.runs_dir, r["dataset"], r["experiment"], r["seed"]) for r in expected]
     aggregate_runs(paths, expected, str(out / "runs.csv"), str(out / "summary.csv"),
                    allow_missing=args.allow_missing, experiments_cfg=config["experiments"])
     write_tables(str(out / "summary.csv"), config, str(out / "tables"))
     for name, figure in config["figures"].items():
         figure_runs = [
-            p
-            for p in paths
-            if Path(p).exists() and Path(p).parent.parent.name == figure["dataset"]
-            and Path(p).parent.name in figure["experiments"]
+            path
+            for path, run in zip(paths, expected, strict=True)
+            if run["dataset"] == figure["dataset"] and run["experiment"] in figure["experiments"]
+            and Path(path).exists()
         ]
         write_figure(figure_runs, figure, config["experiments"], str(out / "figures" / f"{name}.pdf"),
                      str(out / "figures" / f"{name}.png"))
     write_claims(str(out / "runs.csv"), config, str(out / "claims.md"), str(out / "claims.csv"))
-    print(f"report of {runs_dir} written to {out}", file=sys.stderr)
+    print(f"report of {args.runs_dir} written to {out}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,7 @@ __all__ = [
     "semantic_errors",
     "model_defaults",
     "resolve_run",
+    "run_record_path",
     "run_table",
     "raw_files",
     "raw_file_key",
@@ -496,6 +497,11 @@ def resolve_run(config: Mapping[str, Any], dataset: str, experiment: str, seed: 
     if ds["task"] == "graph":
         run["split"] = {**split_defaults(), **copy.deepcopy(ds.get("split") or {})}
     return run
+
+
+def run_record_path(runs_dir: str, dataset: str, experiment: str, seed: int | str) -> str:
+    """Where the record of one run lives: ``<runs_dir>/<dataset>/<experiment>/seed<seed>.json``."""
+    return f"{runs_dir}/{dataset}/{experiment}/seed{seed}.json"
 
 
 def run_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
