@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from gsmoe.nn import MODEL_DEFAULTS, GraphSAGEMoE, ModelOutput, build_model
+from gsmoe.config import model_defaults
+from gsmoe.nn import MODEL_KEYS, GraphSAGEMoE, ModelOutput, build_model
 
 E = 4
 
@@ -87,10 +88,22 @@ def test_design_config_builds_the_authors_stack() -> None:
     assert out.aux_loss.item() == 0.0
 
 
-def test_missing_keys_take_design_defaults() -> None:
-    assert MODEL_DEFAULTS.keys() == DESIGN_CFG.keys()
-    model = build_model({}, in_channels=8, num_classes=3, task="node")
-    assert len(model.convs) == MODEL_DEFAULTS["num_layers"] and model.dropout == MODEL_DEFAULTS["dropout"]
+def test_model_keys_are_the_schema_model_block() -> None:
+    assert set(MODEL_KEYS) == set(model_defaults()) == set(DESIGN_CFG)
+
+
+def test_schema_defaults_build_the_baseline() -> None:
+    model = build_model(model_defaults(), in_channels=8, num_classes=3, task="node")
+    assert [str(c) for c in model.convs] == [
+        "SAGEMoEConv(8, 32, placement=none, gate=none, experts=1)",
+        "SAGEMoEConv(32, 32, placement=none, gate=none, experts=1)",
+    ]
+
+
+def test_missing_keys_are_named() -> None:
+    partial = {k: v for k, v in DESIGN_CFG.items() if k not in ("top_k", "pool")}
+    with pytest.raises(ValueError, match=r"lacks key\(s\): top_k, pool; start from gsmoe.config.model_defaults"):
+        build_model(partial, 8, 3, "node")
 
 
 @pytest.mark.parametrize("task", ["node", "graph"])

@@ -112,13 +112,14 @@ def test_pick_device() -> None:
 def test_lazy_expert_updates_touch_only_routed_experts() -> None:
     from torch_geometric.data import Data
 
+    from gsmoe.config import model_defaults
     from gsmoe.nn import build_model
     from gsmoe.train import LazyExpertUpdates, _parameter_groups
 
     torch.manual_seed(0)
     data = Data(x=torch.randn(6, 5), edge_index=torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]), y=torch.arange(6) % 2)
     cfg = {"placement": "aggregate", "gate": "noisy_topk", "num_experts": 8, "top_k": 2, "pool": "graph", "dropout": 0.0}
-    model = build_model(cfg, 5, 2, "node")
+    model = build_model({**model_defaults(), **cfg}, 5, 2, "node")
     groups = _parameter_groups(model, 0.5, lazy=True)
     assert [g["weight_decay"] for g in groups] == [0.5, 0.0]  # the router is not decayed
     optimizer = LazyExpertUpdates(model, torch.optim.Adam(groups, lr=0.1))

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
+from gsmoe.config import model_defaults
 from gsmoe.datasets import load_dataset
 from gsmoe.io import atomic_open
 from gsmoe.nn import SAGEMoEConv, build_model
@@ -134,7 +135,7 @@ class Timer:
 
 
 def _model_cfg(config: str, dataset: str) -> dict[str, Any]:
-    return {"hidden": 32, "num_layers": 2, "dropout": DATASETS[dataset]["dropout"], **CONFIGS[config]}
+    return {**model_defaults(), "hidden": 32, "num_layers": 2, "dropout": DATASETS[dataset]["dropout"], **CONFIGS[config]}
 
 
 def _load(dataset: str, data_root: Path) -> Any:

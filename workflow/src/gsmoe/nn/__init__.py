@@ -4,10 +4,10 @@ from gsmoe.nn.conv import SAGEMoEConv
 from gsmoe.nn.experts import ExpertLinear
 from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
 from gsmoe.nn.inputs import SparseFeatures
-from gsmoe.nn.model import MODEL_DEFAULTS, GraphSAGEMoE, ModelOutput, build_model
+from gsmoe.nn.model import MODEL_KEYS, GraphSAGEMoE, ModelOutput, build_model
 
 __all__ = [
-    "MODEL_DEFAULTS",
+    "MODEL_KEYS",
     "DenseGate",
     "ExpertLinear",
     "GateOutput",

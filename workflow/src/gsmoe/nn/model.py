@@ -15,22 +15,23 @@ from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse, mean
 
 TASKS = ("node", "graph")
 
-# Defaults of the ``model:`` block in docs/design.md; a run config normally sets every key.
-MODEL_DEFAULTS: dict[str, Any] = {
-    "hidden": 32,
-    "num_layers": 2,
-    "dropout": 0.5,
-    "placement": "aggregate",
-    "num_experts": 4,
-    "gate": "dense",
-    "softmax": True,
-    "top_k": 4,
-    "pool": "graph",
-    "balance_loss_weight": 0.0,
-    "message_gate_node": "target",
-    "message_activation": "outside",
-    "update_activation": "inside",
-}
+#: Keys of the ``model:`` block of a run config (docs/design.md).  A run config sets every
+#: one; their defaults are defined once, in the config schema (``gsmoe.config.model_defaults``).
+MODEL_KEYS: tuple[str, ...] = (
+    "hidden",
+    "num_layers",
+    "dropout",
+    "placement",
+    "num_experts",
+    "gate",
+    "softmax",
+    "top_k",
+    "pool",
+    "balance_loss_weight",
+    "message_gate_node",
+    "message_activation",
+    "update_activation",
+)
 
 
 class ModelOutput(NamedTuple):
@@ -171,14 +172,21 @@ class GraphSAGEMoE(nn.Module):
 def build_model(model_cfg: dict[str, Any], in_channels: int, num_classes: int, task: str) -> GraphSAGEMoE:
     """Build the network from the ``model:`` block of a run config (docs/design.md).
 
-    Missing keys take :data:`MODEL_DEFAULTS`; unknown keys and bad values raise a
-    ValueError that names the key.  Keys that only matter for another gate or placement
-    (e.g. ``top_k`` in a dense run) are type-checked but not cross-checked.
+    ``model_cfg`` sets every key of :data:`MODEL_KEYS`; missing keys, unknown keys and bad
+    values raise a ValueError that names them.  Keys that only matter for another gate or
+    placement (e.g. ``top_k`` in a dense run) are type-checked but not cross-checked.  To
+    start from the workflow's defaults: ``{**gsmoe.config.model_defaults(), **overrides}``.
     """
-    unknown = sorted(set(model_cfg) - set(MODEL_DEFAULTS))
+    unknown = sorted(set(model_cfg) - set(MODEL_KEYS))
     if unknown:
         raise ValueError(f"unknown model config key(s): {', '.join(unknown)}")
-    cfg = {**MODEL_DEFAULTS, **model_cfg}
+    missing = [key for key in MODEL_KEYS if key not in model_cfg]
+    if missing:
+        raise ValueError(
+            f"model config lacks key(s): {', '.join(missing)}; start from "
+            "gsmoe.config.model_defaults() (the config schema's defaults)"
+        )
+    cfg = dict(model_cfg)
     for key in ("hidden", "num_layers", "num_experts", "top_k"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ValueError(f"{key} must be a positive integer, got {cfg[key]!r}")
