@@ -21,6 +21,7 @@ from gsmoe.config import (
     run_table,
     seed_chunks,
     validate_config,
+    verified_members,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -261,6 +262,15 @@ def test_raw_files_mirror_and_overrides(tmp_path):
     cfg = validate_config(raw)
     assert raw_files(cfg, "ENZYMES")[0]["url"] == "http://127.0.0.1:8765/tu/ENZYMES.zip"
     assert raw_files(cfg, "ENZYMES")[0]["members"] == {"ENZYMES/ENZYMES_A.txt": SHA}
+
+
+def test_verified_members_only_for_archives_without_a_checksum():
+    raw = minimal()
+    cfg = validate_config(raw)
+    assert verified_members(cfg, "ENZYMES") == ["ENZYMES/ENZYMES_A.txt"]
+    assert verified_members(cfg, "Cora") is None  # plain files, verified as a whole
+    raw["checksum_overrides"] = {"tu/ENZYMES.zip": "b" * 64}  # now the archive itself is pinned
+    assert verified_members(validate_config(raw), "ENZYMES") is None
 
 
 def test_seed_chunks_and_regex():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from gsmoe.config import load_config, verified_members
 from gsmoe.datasets import dataset_summary, load_dataset, prepare_dataset
+
+REPO = Path(__file__).resolve().parents[2]
 
 MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason="local dataset mirror not available")
@@ -49,6 +53,26 @@ def test_enzymes_stats(enzymes_root: Path) -> None:
         "ENZYMES_A.txt", "ENZYMES_graph_indicator.txt", "ENZYMES_graph_labels.txt",
         "ENZYMES_node_attributes.txt", "ENZYMES_node_labels.txt",
     ]
+
+
+def test_unverified_zip_members_are_not_extracted(tmp_path: Path) -> None:
+    """An extra file in the archive (here edge labels, which PyG would read) is skipped when
+    the config verifies the archive member by member, as it does for ENZYMES."""
+    archive = tmp_path / "ENZYMES.zip"
+    with zipfile.ZipFile(MIRROR / "tu" / "ENZYMES.zip") as src, zipfile.ZipFile(archive, "w") as dst:
+        edges = src.read("ENZYMES/ENZYMES_A.txt").count(b"\n")
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        dst.writestr("ENZYMES/ENZYMES_edge_labels.txt", "1\n" * edges)
+    members = verified_members(load_config(REPO / "config.yaml"), "ENZYMES")
+    assert members is not None and "ENZYMES/ENZYMES_A.txt" in members
+
+    prepare_dataset("tu", "ENZYMES", [archive], tmp_path / "verified", members)
+    assert not (tmp_path / "verified" / "ENZYMES" / "raw" / "ENZYMES_edge_labels.txt").exists()
+    assert load_dataset("tu", "ENZYMES", tmp_path / "verified")._data.edge_attr is None  # noqa: SLF001
+
+    prepare_dataset("tu", "ENZYMES", [archive], tmp_path / "whole")  # archive verified as a whole
+    assert load_dataset("tu", "ENZYMES", tmp_path / "whole")._data.edge_attr is not None  # noqa: SLF001
 
 
 def test_load_without_prepare_fails_clearly(tmp_path: Path) -> None:

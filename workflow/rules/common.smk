@@ -24,6 +24,7 @@ from gsmoe.config import (
     run_table,
     seed_chunks,
     validate_config,
+    verified_members,
 )
 
 # ---------------------------------------------------------------- config

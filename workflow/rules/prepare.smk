@@ -16,5 +16,6 @@ rule prepare:
     params:
         source=lambda wildcards: config["datasets"][wildcards.dataset]["source"],
         root=lambda wildcards: pyg_root(wildcards.dataset),
+        verified_members=lambda wildcards: verified_members(config, wildcards.dataset),
     script:
         "../scripts/prepare.py"

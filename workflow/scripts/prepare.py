@@ -15,4 +15,5 @@ prepare_dataset(
     snakemake.wildcards.pyg_name,  # noqa: F821
     [Path(p) for p in snakemake.input],  # noqa: F821
     Path(snakemake.params.root),  # noqa: F821
+    snakemake.params.verified_members,  # noqa: F821
 )

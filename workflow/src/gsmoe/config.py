@@ -43,6 +43,7 @@ __all__ = [
     "run_record_path",
     "run_table",
     "raw_files",
+    "verified_members",
     "raw_file_key",
     "roles_datasets",
     "needs_roles",
@@ -535,6 +536,16 @@ def raw_files(config: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def verified_members(config: Mapping[str, Any], dataset: str) -> list[str] | None:
+    """Zip members that only their own checksums verify (archives without a whole-file
+    checksum), or ``None`` when every raw file is verified as a whole: what
+    :func:`gsmoe.datasets.prepare_dataset` may extract."""
+    members = sorted(
+        name for spec in raw_files(config, dataset) if spec["sha256"] is None for name in spec["members"]
+    )
+    return members or None
 
 
 def needs_roles(config: Mapping[str, Any], dataset: str, experiment: str) -> bool:

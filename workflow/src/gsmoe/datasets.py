@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
+import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -86,7 +87,13 @@ def _dataset_class(source: str) -> type[OfflinePlanetoid] | type[OfflineTUDatase
         raise ValueError(f"unknown dataset source {source!r}; expected one of {SOURCES}") from None
 
 
-def prepare_dataset(source: str, pyg_name: str, raw_files: list[Path], root: Path) -> None:
+def prepare_dataset(
+    source: str,
+    pyg_name: str,
+    raw_files: list[Path],
+    root: Path,
+    verified_members: Collection[str] | None = None,
+) -> None:
     """Build ``root/<pyg_name>/{raw,processed}`` from verified raw files.
 
     Args:
@@ -95,6 +102,11 @@ def prepare_dataset(source: str, pyg_name: str, raw_files: list[Path], root: Pat
         pyg_name: PyG's dataset name (``Cora``, ``PubMed``, ``ENZYMES``).
         raw_files: the verified raw files (from :func:`gsmoe.download.fetch`).
         root: the PyG root folder.
+        verified_members: for a zip verified member by member (the ``members`` of its
+            config entry), the inner paths that were verified: only they are extracted,
+            so an extra, unverified file in the archive (PyG reads optional ones such as
+            ``<name>_edge_labels.txt``) cannot change the dataset.  ``None``: the archive
+            was verified as a whole, every member is extracted.
 
     The folder is built in a temporary directory inside ``root`` and renamed into place,
     under an exclusive lock on ``root/.<pyg_name>.lock``: two jobs preparing the same root
@@ -112,7 +124,7 @@ def prepare_dataset(source: str, pyg_name: str, raw_files: list[Path], root: Pat
             if source == "planetoid":
                 _stage_planetoid(pyg_name, [Path(p) for p in raw_files], raw_dir)
             else:
-                _stage_tu(pyg_name, [Path(p) for p in raw_files], raw_dir)
+                _stage_tu(pyg_name, [Path(p) for p in raw_files], raw_dir, verified_members)
             cls(str(build), pyg_name, may_process=True)
             final = root / pyg_name
             if final.exists():
@@ -174,7 +186,7 @@ def _stage_planetoid(pyg_name: str, raw_files: list[Path], raw_dir: Path) -> Non
         shutil.copyfile(given[name], raw_dir / name)
 
 
-def _stage_tu(pyg_name: str, raw_files: list[Path], raw_dir: Path) -> None:
+def _stage_tu(pyg_name: str, raw_files: list[Path], raw_dir: Path, verified_members: Collection[str] | None) -> None:
     """Extract ``<name>/<file>`` members of the zip flat into ``raw_dir``, as PyG does."""
     if len(raw_files) != 1:
         raise ValueError(f"TU dataset {pyg_name!r} expects one raw zip file, got {raw_files}")
@@ -182,6 +194,9 @@ def _stage_tu(pyg_name: str, raw_files: list[Path], raw_dir: Path) -> None:
         for info in zf.infolist():
             parts = PurePosixPath(info.filename).parts
             if info.is_dir() or len(parts) != 2 or parts[0] != pyg_name:
+                continue
+            if verified_members is not None and info.filename not in verified_members:
+                print(f"skipping {info.filename} of {raw_files[0]}: not among the verified members", file=sys.stderr)
                 continue
             with zf.open(info) as src, open(raw_dir / parts[1], "wb") as dst:
                 shutil.copyfileobj(src, dst)
