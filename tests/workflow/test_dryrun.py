@@ -76,11 +76,20 @@ def test_default_dry_run_lists_every_run(tmp_path):
     assert len(want) == 3 * 9 * 10
     assert train_outputs(out) == want
     counts = job_counts(out)
-    assert counts["train"] == len(want)  # one job per run
+    # config.yaml trains 5 seeds per job: one job per (dataset, experiment) and chunk
+    assert counts["train_seeds_0_4"] == counts["train_seeds_5_9"] == 27 and "train" not in counts
     assert counts["download"] == 8 + 8 + 1
     assert counts["prepare"] == 3 and counts["roles"] == 3
     assert counts["aggregate"] == 1 and counts["tables"] == 1 and counts["figure"] == 2
     assert counts["all"] == 1
+
+
+def test_one_seed_per_job(tmp_path):
+    out = dry_run(tmp_path, "--config", "seeds_per_job=1")
+    assert train_outputs(out) == expected(REPO / "config.yaml")
+    counts = job_counts(out)
+    assert counts["train"] == 3 * 9 * 10  # one job per run
+    assert not any(rule.startswith("train_seeds") for rule in counts)
 
 
 def test_seeds_per_job_chunks(tmp_path):
@@ -116,7 +125,7 @@ def test_dataset_target(tmp_path):
 
 @pytest.mark.parametrize(
     ("target", "rules"),
-    [("tables", {"tables", "aggregate", "train"}), ("figures", {"figure", "figures", "train"})],
+    [("tables", {"tables", "aggregate", "train_seeds_0_4"}), ("figures", {"figure", "figures", "train_seeds_5_9"})],
 )
 def test_tables_and_figures_targets(tmp_path, target, rules):
     counts = job_counts(dry_run(tmp_path, target))
