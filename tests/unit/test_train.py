@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,73 @@ def test_pick_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             pick_device("cuda")
+
+
+def _restoring_step(model: torch.nn.Module, optimizer: torch.optim.Adam) -> None:
+    """The straightforward lazy step: a full Adam step, then the unrouted rows (values and
+    moments; moments that did not exist yet are zero) put back."""
+    from gsmoe.nn import SAGEMoEConv
+
+    saved = []
+    for conv in model.modules():
+        if isinstance(conv, SAGEMoEConv):
+            for experts, mask in conv.unused_experts():
+                for param in (experts.weight, experts.bias):
+                    state = optimizer.state.get(param, {})
+                    moments = {
+                        k: state[k][mask].clone() if k in state else torch.zeros_like(param[mask])
+                        for k in ("exp_avg", "exp_avg_sq")
+                    }
+                    saved.append((param, mask, param.detach()[mask].clone(), moments))
+    optimizer.step()
+    with torch.no_grad():
+        for param, mask, values, moments in saved:
+            param[mask] = values
+            for key, value in moments.items():
+                optimizer.state[param][key][mask] = value
+
+
+@pytest.mark.parametrize("placement", ["aggregate", "both"])
+def test_lazy_expert_updates_equal_a_full_step_with_unrouted_rows_restored(placement: str) -> None:
+    """Bit for bit, over steps that route to different experts (and from the first step,
+    when Adam's state does not exist yet)."""
+    from torch_geometric.data import Batch, Data
+
+    from gsmoe.config import model_defaults
+    from gsmoe.nn import build_model
+    from gsmoe.train import LazyExpertUpdates, _parameter_groups
+
+    torch.manual_seed(0)
+    graphs = [Data(x=torch.randn(5, 4), edge_index=torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]), y=torch.tensor([i % 3]))
+              for i in range(6)]  # fmt: skip
+    batch = Batch.from_data_list(graphs)
+    cfg = {**model_defaults(), "placement": placement, "gate": "noisy_topk", "num_experts": 16, "top_k": 2}
+    lazy_model = build_model(cfg, 4, 3, "graph")
+    full_model = copy.deepcopy(lazy_model)
+    lazy = LazyExpertUpdates(lazy_model, torch.optim.Adam(_parameter_groups(lazy_model, 0.01, lazy=True), lr=0.05))
+    full = torch.optim.Adam(_parameter_groups(full_model, 0.01, lazy=True), lr=0.05)
+    for step in range(5):
+        for model, optimizer in ((lazy_model, lazy), (full_model, full)):
+            torch.manual_seed(step)  # the same routing noise in both
+            optimizer.zero_grad()
+            out = model(batch)
+            torch.nn.functional.nll_loss(out.log_probs, batch.y).backward()
+        lazy.step()
+        _restoring_step(full_model, full)
+        for (name, a), b in zip(lazy_model.named_parameters(), full_model.parameters(), strict=True):
+            assert torch.equal(a, b), (step, name)
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                assert torch.equal(lazy.optimizer.state[a][key], full.state[b][key]), (step, name, key)
+
+
+def test_lazy_expert_updates_refuse_what_they_cannot_reproduce() -> None:
+    from gsmoe.train import LazyExpertUpdates
+
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="needs torch.optim.Adam"):
+        LazyExpertUpdates(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="amsgrad"):
+        LazyExpertUpdates(model, torch.optim.Adam(model.parameters(), amsgrad=True))
 
 
 def test_lazy_expert_updates_touch_only_routed_experts() -> None:

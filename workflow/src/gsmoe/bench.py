@@ -8,8 +8,10 @@ for the baseline, dense gating with 4, 8 and 16 experts and noisy top-4 of 128 e
     forward + backward of one :class:`~gsmoe.nn.SAGEMoEConv` (the first layer, fed as the
     model feeds it: sparse features on Planetoid);
 ``epoch``
-    one training epoch of the model with its Adam step (Cora, PubMed: one full-batch step;
-    ENZYMES: the 15 batches of the 480 training graphs, DataLoader collation included);
+    one training epoch of the model with its optimiser step, as training runs it
+    (:func:`gsmoe.train.make_optimizer`: lazy expert updates; the loop reference takes the
+    plain full Adam step) (Cora, PubMed: one full-batch step; ENZYMES: the 15 batches of
+    the 480 training graphs, DataLoader collation included);
 ``step``
     ENZYMES only: one Adam step on a batch of 32 graphs;
 ``memory``
@@ -52,14 +54,16 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
-from gsmoe.config import model_defaults
+from gsmoe.config import load_config, model_defaults, resolve_run
 from gsmoe.datasets import load_dataset
 from gsmoe.io import atomic_open
 from gsmoe.nn import SAGEMoEConv, build_model
 from gsmoe.nn.inputs import maybe_sparse, mean_adjacency
 from gsmoe.nn.reference import ReferenceConv, reference_model
 from gsmoe.nn.runtime import keep_freed_memory, malloc_thresholds
+from gsmoe.roles import RoleTable, attach_roles
 from gsmoe.splits import graph_splits
+from gsmoe.train import make_optimizer, train_run
 
 DATASETS: dict[str, dict[str, Any]] = {
     # name: loader source, task, training hyper-parameters of config.yaml
@@ -174,7 +178,13 @@ def _layer_job(conv: torch.nn.Module, data: Data, vectorized: bool) -> Callable[
     return job
 
 
-def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Data, task: str) -> None:
+def _optimizer(model: torch.nn.Module, dataset: str, vectorized: bool) -> Any:
+    """What training uses (``gsmoe.train.make_optimizer``, lazy expert updates) for the
+    vectorised model; the straightforward full Adam step for the loop reference."""
+    return make_optimizer(model, DATASETS[dataset]["lr"], WEIGHT_DECAY, "lazy" if vectorized else "dense")
+
+
+def _train_step(model: torch.nn.Module, optimizer: Any, data: Data, task: str) -> None:
     optimizer.zero_grad()
     out = model(data)
     if task == "node":
@@ -185,8 +195,8 @@ def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
     optimizer.step()
 
 
-def _step_job(model: torch.nn.Module, dataset: str, data: Data) -> Callable[[], None]:
-    optimizer = torch.optim.Adam(model.parameters(), lr=DATASETS[dataset]["lr"], weight_decay=WEIGHT_DECAY)
+def _step_job(model: torch.nn.Module, dataset: str, data: Data, vectorized: bool) -> Callable[[], None]:
+    optimizer = _optimizer(model, dataset, vectorized)
     task = DATASETS[dataset]["task"]
 
     def job() -> None:
@@ -196,8 +206,8 @@ def _step_job(model: torch.nn.Module, dataset: str, data: Data) -> Callable[[], 
     return job
 
 
-def _epoch_job(model: torch.nn.Module, dataset: str, loader: DataLoader) -> Callable[[], None]:
-    optimizer = torch.optim.Adam(model.parameters(), lr=DATASETS[dataset]["lr"], weight_decay=WEIGHT_DECAY)
+def _epoch_job(model: torch.nn.Module, dataset: str, loader: DataLoader, vectorized: bool) -> Callable[[], None]:
+    optimizer = _optimizer(model, dataset, vectorized)
 
     def job() -> None:
         model.train()
@@ -236,9 +246,9 @@ def bench_dataset(dataset: str, data_root: Path, quick: bool, timer: Timer, log:
             with_reference = not (CONFIGS[config]["num_experts"] == 128 and (dataset, scope) in NO_REFERENCE_128)
             make = _epoch_job if scope == "epoch" and task == "graph" else _step_job
             data = work["loader"] if scope == "epoch" and task == "graph" else work["step"]
-            jobs[f"{config}/vectorized"] = make(model, dataset, data)
+            jobs[f"{config}/vectorized"] = make(model, dataset, data, vectorized=True)
             if with_reference:
-                jobs[f"{config}/reference"] = make(reference_model(model), dataset, data)
+                jobs[f"{config}/reference"] = make(reference_model(model), dataset, data, vectorized=False)
         start = time.perf_counter()
         medians = timer.run(jobs)
         log(f"  {dataset} {scope}: {len(jobs)} jobs in {time.perf_counter() - start:.1f}s")
@@ -289,7 +299,7 @@ def memory_child(dataset: str, config: str, data_root: Path, threads: int) -> di
     before = _rss_kib("VmRSS")
     torch.manual_seed(0)
     model = build_model(_model_cfg(config, dataset), ds.num_features, ds.num_classes, task)
-    optimizer = torch.optim.Adam(model.parameters(), lr=DATASETS[dataset]["lr"], weight_decay=WEIGHT_DECAY)
+    optimizer = _optimizer(model, dataset, vectorized=True)
     model.train()
     for _ in range(2):
         _train_step(model, optimizer, data, task)
@@ -459,10 +469,6 @@ def bench_runs(config_path: Path, data_root: Path, epochs: int, datasets: Sequen
 
     Role gates get random role distributions (the timing does not depend on their values).
     """
-    from gsmoe.config import load_config, resolve_run
-    from gsmoe.roles import RoleTable, attach_roles
-    from gsmoe.train import train_run
-
     config = load_config(config_path)
     rows = []
     for dataset in datasets:
