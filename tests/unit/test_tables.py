@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from gsmoe.report.aggregate import runs_frame, summarize
-from gsmoe.report.tables import latex_escape, render_table, write_tables
+from gsmoe.report.tables import latex_escape, render_markdown_summary, render_table, write_tables
 
 DATASETS = ["Cora", "PubMed", "ENZYMES"]
 
@@ -180,6 +180,7 @@ def test_write_tables_files(tmp_path: Path, summary_csv: Path) -> None:
         "standard/table1.tex",
         "standard/table2.tex",
         "tables_standard.tex",
+        "summary.md",
     ):
         assert (out / name).is_file(), name
     index = (out / "tables.tex").read_text()
@@ -192,6 +193,26 @@ def test_write_tables_files(tmp_path: Path, summary_csv: Path) -> None:
     before = (out / "table1.tex").read_bytes()
     write_tables(str(summary_csv), CONFIG, str(out))
     assert (out / "table1.tex").read_bytes() == before
+
+
+def test_markdown_summary() -> None:
+    text = render_markdown_summary(
+        make_summary(), EXPERIMENTS, ["Cora", "PubMed"], [{"protocol": "paper", "metric": "last"}, {"protocol": "standard", "metric": "test"}]
+    )
+    sections = text.split("#### ")[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        "Paper protocol, last evaluation (the authors' test split: Planetoid validation mask, ENZYMES 20 % held out)",
+        "Standard protocol, test accuracy at the best validation accuracy",
+    ]
+    rows = [line for line in sections[0].splitlines() if line.startswith("| ")]
+    assert rows[0] == "| experiment | Cora ours | Cora paper | PubMed ours | PubMed paper |"
+    # config order; mean ± sample std (n); the paper's value with two decimals
+    assert rows[1] == "| Baseline | 0.710 ± 0.010 (n=3) | 0.71 | 0.710 ± 0.010 (n=3) | 0.72 |"
+    assert rows[2] == "| Roles MP | 0.720 ± 0.010 (n=3) | 0.70 | -- | 0.70 |"  # PubMed not run
+    assert rows[3] == "| Roles MA | 0.725 ± 0.007 (n=2) | 0.71 | 0.730 ± 0.010 (n=3) | 0.69 |"  # 2 Cora seeds
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| " + e["label"] for e in EXPERIMENTS.values()]
+    standard = [line for line in sections[1].splitlines() if line.startswith("| Baseline")]
+    assert standard == ["| Baseline | 0.660 ± 0.010 (n=3) | 0.71 | 0.660 ± 0.010 (n=3) | 0.72 |"]
 
 
 def _pdflatex(directory: Path, name: str) -> subprocess.CompletedProcess[str]:

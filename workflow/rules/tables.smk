@@ -1,5 +1,6 @@
 # summary.csv -> the paper's Tables 1-5 as LaTeX (configured metric, and the standard
-# protocol under standard/), plus tables.tex / tables_standard.tex that \input them.
+# protocol under standard/), plus tables.tex / tables_standard.tex that \input them, and
+# summary.md (every experiment, both protocols, Markdown).
 # Also a target rule: `snakemake --cores all tables`.
 rule tables:
     input:
@@ -17,6 +18,7 @@ rule tables:
         standard=[f"results/tables/standard/{table}.tex" for table in TABLES],
         index="results/tables/tables.tex",
         index_standard="results/tables/tables_standard.tex",
+        markdown="results/tables/summary.md",
     log:
         "logs/tables/tables.log",
     benchmark:
