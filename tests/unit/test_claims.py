@@ -406,6 +406,18 @@ def test_write_claims_files(tmp_path: Path) -> None:
     assert "| gone | table9 | Cora | paper | greater | +0.090 | -- | -- | -- | 0 | not run |" in text
     assert "## Sanity check" in text and "Kipf & Welling 2017" in text
     assert sorted(p.name for p in out_md.parent.iterdir()) == ["claims.csv", "claims.md"]  # no temp files left
+    # the summary: one row per claim and dataset, both protocols side by side
+    summary = text.split("## Summary\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert summary[0] == (
+        "| claim | dataset | paper diff | ours, paper protocol [95 % CI] | p | verdict | "
+        "ours, standard protocol [95 % CI] | p | verdict |"
+    )
+    assert len(summary) == 2 + 2 * 2  # header, rule, claims x datasets
+    win = expected[(expected["claim"] == "win_claim") & (expected["dataset"] == "Cora")].set_index("protocol")
+    cells = [f"{win.loc[p, 'diff']:+.3f} [{win.loc[p, 'ci_low']:+.3f}, {win.loc[p, 'ci_high']:+.3f}]" for p in ("paper", "standard")]
+    assert summary[2].startswith(f"| Win \\| beats base | Cora | +0.040 | {cells[0]} | ")
+    assert f" | {win.loc['paper', 'verdict']} | {cells[1]} | " in summary[2]
+    assert summary[4] == "| absent vs base | Cora | +0.090 | -- | -- | not run | -- | -- | not run |"
 
 
 def test_write_claims_header_only_runs(tmp_path: Path) -> None:

@@ -612,8 +612,33 @@ _EXPECT_TEXT = {
 }
 
 
+def _summary_lines(claims_df: pd.DataFrame, conf: str) -> list[str]:
+    """One row per claim and dataset, the protocols side by side (paper first)."""
+    protocols = list(dict.fromkeys(claims_df["protocol"]))
+    header = "| claim | dataset | paper diff | " + " | ".join(
+        f"ours, {p} protocol [{conf} CI] | p | verdict" for p in protocols
+    )
+    lines = [header + " |", "|---|---|---:|" + "---:|---:|---|" * len(protocols)]
+    for (_, dataset), group in claims_df.groupby(["claim", "dataset"], sort=False):
+        by_protocol = {r["protocol"]: r for _, r in group.iterrows()}
+        first = group.iloc[0]
+        cells = [_md(first["text"]), _md(dataset), _num(first["paper_diff"], True)]
+        for protocol in protocols:
+            r = by_protocol.get(protocol)
+            if r is None or r["verdict"] == NOT_RUN:
+                cells += ["--", "--", NOT_RUN]
+            else:
+                cells += [
+                    f"{_num(r['diff'], True)} [{_num(r['ci_low'], True)}, {_num(r['ci_high'], True)}]",
+                    _p(r["p_value"]),
+                    r["verdict"],
+                ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(claims_df: pd.DataFrame, refs_df: pd.DataFrame, claims: Sequence[Claim], alpha: float) -> str:
-    """``claims.md``: the rules, the claims, the results table and the sanity section."""
+    """``claims.md``: the rules, a summary, the claims, the results table and the sanity section."""
     conf = f"{100 * (1 - alpha):g} %"
     lines = [
         "# Do the paper's claims hold?",
@@ -630,6 +655,10 @@ def render_markdown(claims_df: pd.DataFrame, refs_df: pd.DataFrame, claims: Sequ
         "proof of equality: see the interval) and does not hold when significant; not_greater **does not hold** "
         "only when a is significantly greater. Otherwise **inconclusive**, also when too few seeds ran for the "
         "test to reach alpha; **not run** when an experiment has no runs on the dataset.",
+        "",
+        "## Summary",
+        "",
+        *_summary_lines(claims_df, conf),
         "",
         "## Claims",
         "",
