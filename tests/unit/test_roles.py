@@ -1,4 +1,4 @@
-"""GraphRole role distributions: fallbacks, validity, determinism, workers, I/O, attaching."""
+"""GraphRole role distributions: bulk features, fallbacks, validity, determinism, workers, I/O, attaching."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from graphrole import RecursiveFeatureExtractor
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
 import gsmoe.roles as roles_mod
 from gsmoe.datasets import load_dataset, prepare_dataset
+from gsmoe.role_features import BulkFeatureExtractor
 from gsmoe.roles import RoleTable, attach_roles, dataset_roles, graph_roles, load_roles, save_roles
 
 MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
@@ -157,6 +159,130 @@ def test_graphrole_value_error_falls_back(monkeypatch: pytest.MonkeyPatch) -> No
     rows, fallback = graph_roles(_edges(_rich_graph()), 15, n_roles=4)
     assert fallback
     np.testing.assert_array_equal(rows, np.full((15, 4), 0.25))
+
+
+# --- GraphRole's recursive features in bulk ------------------------------------------------
+
+
+def _hub_graph() -> nx.Graph:
+    """A random graph plus a hub with 300 neighbours (NumPy sums more than 128 values
+    pairwise in blocks, so a sum in another order would differ), two self-loops and two
+    isolated nodes."""
+    graph = nx.gnm_random_graph(400, 1000, seed=0)
+    neighbours = np.random.default_rng(0).choice(400, size=300, replace=False)
+    graph.add_edges_from((400, int(v)) for v in neighbours)
+    graph.add_edges_from([(7, 7), (401, 401)])  # node 401: its only neighbour is itself
+    graph.add_nodes_from([402, 403])
+    return graph
+
+
+def _shuffled_graph() -> nx.Graph:
+    """Nodes and edges inserted in random order: node and neighbour order are not sorted."""
+    rng = np.random.default_rng(1)
+    edges = list(nx.barabasi_albert_graph(200, 2, seed=1).edges)
+    graph = nx.Graph()
+    graph.add_nodes_from(rng.permutation(200).tolist())
+    graph.add_edges_from(edges[i] for i in rng.permutation(len(edges)))
+    return graph
+
+
+def _star_with_tail() -> nx.Graph:
+    graph = nx.star_graph(150)
+    graph.add_edges_from([(150, 151), (151, 152), (3, 4)])
+    return graph
+
+
+def _assert_identical(new: pd.DataFrame, old: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    pd.testing.assert_index_equal(new.index, old.index, exact=True)
+    pd.testing.assert_index_equal(new.columns, old.columns, exact=True)
+    assert new.dtypes.tolist() == old.dtypes.tolist()
+
+
+def _extract(extractor: RecursiveFeatureExtractor) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """The final features and every generation's ``_get_next_features`` table (GraphRole
+    sorts and fills those before use, which would hide a wrong node order or a NaN)."""
+    generations: list[pd.DataFrame] = []
+    compute = extractor._get_next_features
+
+    def recorded() -> pd.DataFrame:
+        generations.append(compute())
+        return generations[-1]
+
+    extractor._get_next_features = recorded  # type: ignore[method-assign]
+    return extractor.extract_features(), generations
+
+
+def _compare_with_graphrole(graph: nx.Graph, monkeypatch: pytest.MonkeyPatch) -> tuple[BulkFeatureExtractor, list[int]]:
+    """Assert that both extractors give identical tables; return the bulk extractor and
+    the generations it left to GraphRole's own code."""
+    expected, expected_generations = _extract(RecursiveFeatureExtractor(graph, aggs=["sum", "mean"]))
+    fallbacks: list[int] = []
+    graphrole_next = RecursiveFeatureExtractor._get_next_features
+
+    def counted(self: RecursiveFeatureExtractor) -> pd.DataFrame:
+        fallbacks.append(self.generation_count)
+        return graphrole_next(self)
+
+    monkeypatch.setattr(RecursiveFeatureExtractor, "_get_next_features", counted)
+    bulk = BulkFeatureExtractor(graph)
+    features, generations = _extract(bulk)
+    _assert_identical(features, expected)
+    for new, old in zip(generations, expected_generations, strict=True):
+        _assert_identical(new, old)
+    return bulk, fallbacks
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        _rich_graph(isolated=2),
+        _hub_graph(),
+        _star_with_tail(),
+        _shuffled_graph(),
+        TWO_TRIANGLES,
+        nx.gnm_random_graph(60, 150, seed=2),
+        nx.powerlaw_cluster_graph(300, 3, 0.3, seed=3),
+    ],
+    ids=["isolated", "hub300", "star", "shuffled", "two-triangles", "gnm", "powerlaw"],
+)
+def test_bulk_features_equal_graphrole_bit_for_bit(graph: nx.Graph, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, fallbacks = _compare_with_graphrole(graph, monkeypatch)
+    assert fallbacks == []  # every generation took the bulk path
+
+
+@pytest.mark.parametrize(
+    ("weight", "left_to_graphrole"),
+    [
+        (None, "none"),
+        # Float degrees: a frame of one dtype may be one block, whose reindex pandas sums
+        # neighbour after neighbour instead of pairwise.
+        (0.3, "all"),
+        (2**48, "first"),  # integer sums over 2**53 would not be exact in float64
+    ],
+)
+def test_bulk_features_leave_unmirrored_cases_to_graphrole(
+    weight: float | None, left_to_graphrole: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = nx.gnm_random_graph(60, 200, seed=4)
+    if weight is not None:
+        for i, (u, v) in enumerate(graph.edges):
+            graph[u][v]["weight"] = weight * (1 + i % 7)
+    bulk, fallbacks = _compare_with_graphrole(graph, monkeypatch)
+    generations = list(range(1, bulk.generation_count + 1))
+    assert fallbacks == {"none": [], "all": generations, "first": [1]}[left_to_graphrole]
+
+
+@needs_mirror
+def test_bulk_features_equal_graphrole_on_cora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # About 20 s: GraphRole's own extractor aggregates node by node.
+    prepare_dataset("planetoid", "Cora", sorted((MIRROR / "planetoid").glob("ind.cora.*")), tmp_path / "C")
+    data = load_dataset("planetoid", "Cora", tmp_path / "C")[0]
+    graph = nx.Graph()  # as graph_roles builds it
+    graph.add_nodes_from(range(data.num_nodes))
+    graph.add_edges_from(data.edge_index.numpy().T.tolist())
+    _, fallbacks = _compare_with_graphrole(graph, monkeypatch)
+    assert fallbacks == []
 
 
 # --- datasets of several graphs ----------------------------------------------------------

@@ -2,7 +2,10 @@
 
 For every graph, GraphRole extracts recursive structural features of each node and factors
 them (NMF) into ``R`` roles; a node's role distribution is its row of the node-role factor,
-normalised to sum to 1.  The gate only needs a valid distribution for every node, but
+normalised to sum to 1.  The recursive features come from
+:class:`gsmoe.role_features.BulkFeatureExtractor`, which gives GraphRole's
+``RecursiveFeatureExtractor(aggs=["sum", "mean"])`` table bit for bit in a fraction of
+its time (docs/performance.md).  The gate only needs a valid distribution for every node, but
 GraphRole cannot always deliver one, so this module applies these rules, in this order:
 
 1. **Uniform fallback for a whole graph.**  GraphRole refuses a graph without edges, and
@@ -42,11 +45,12 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import torch
-from graphrole import RecursiveFeatureExtractor, RoleExtractor
+from graphrole import RoleExtractor
 from threadpoolctl import threadpool_limits
 from torch_geometric.data import InMemoryDataset
 
 from gsmoe.io import atomic_path
+from gsmoe.role_features import BulkFeatureExtractor
 
 __all__ = ["RoleTable", "attach_roles", "dataset_roles", "graph_roles", "load_roles", "save_roles"]
 
@@ -128,7 +132,7 @@ def graph_roles(edge_index: np.ndarray, num_nodes: int, n_roles: int = 4, seed: 
     try:
         with threadpool_limits(limits=1), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn convergence chatter on tiny graphs
-            features = RecursiveFeatureExtractor(graph, aggs=["sum", "mean"]).extract_features()
+            features = BulkFeatureExtractor(graph).extract_features()
             features = features.reindex(index=range(num_nodes), fill_value=0)
             if features.shape[1] < n_roles:
                 return _uniform(num_nodes, n_roles), True
