@@ -303,8 +303,8 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, exper
     if expert_updates not in ("lazy", "dense"):
         raise ValueError(f"expert_updates must be 'lazy' or 'dense', got {expert_updates!r}")
     lazy = expert_updates == "lazy"
-    adam = torch.optim.Adam(_parameter_groups(model, weight_decay, lazy), lr=lr)
-    return LazyExpertUpdates(model, adam) if lazy else adam
+    optimizer = torch.optim.Adam(_parameter_groups(model, weight_decay, lazy), lr=lr)
+    return LazyExpertUpdates(model, optimizer) if lazy else optimizer
 
 
 def _run_name(run_cfg: dict[str, Any]) -> str:
