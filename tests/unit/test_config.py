@@ -219,6 +219,7 @@ def test_model_defaults_match_design():
         "message_gate_node": "target",
         "message_activation": "outside",
         "update_activation": "inside",
+        "routing_noise": "independent",
     }
 
 
@@ -368,6 +369,18 @@ def test_top_k_default_checked_against_experts():
         "model": {"placement": "aggregate", "gate": "noisy_topk", "num_experts": 2},
     }
     check_fails(cfg, r"experiments\.topk\.model\.top_k \(built-in default\) \(4\) must be <= num_experts \(2\)")
+
+
+def test_shared_routing_noise_refuses_the_balance_loss():
+    cfg = minimal()
+    cfg["experiments"]["topk"] = {
+        "label": "k",
+        "model": {"placement": "aggregate", "gate": "noisy_topk", "num_experts": 4, "routing_noise": "shared",
+                  "balance_loss_weight": 0.01},
+    }  # fmt: skip
+    check_fails(cfg, r"^config: experiments\.topk\.model\.balance_loss_weight \(0\.01\) needs routing_noise: independent")
+    cfg["experiments"]["topk"]["model"]["balance_loss_weight"] = 0.0
+    assert validate_config(cfg)["experiments"]["topk"]["model"]["routing_noise"] == "shared"
 
 
 def test_roles_gate_needs_n_roles_experts():

@@ -16,6 +16,8 @@ GATES = {
     "dense_nosoftmax": dict(gate="dense", softmax=False),
     "topk_graph": dict(gate="noisy_topk", top_k=K, pool="graph"),
     "topk_node": dict(gate="noisy_topk", top_k=K, pool="node"),
+    "topk_batch_shared": dict(gate="noisy_topk", top_k=K, pool="batch", routing_noise="shared"),
+    "topk_graph_shared": dict(gate="noisy_topk", top_k=K, pool="graph", routing_noise="shared"),
     "shared": dict(gate="shared"),
 }
 

@@ -108,6 +108,40 @@ def test_noise_only_in_training_and_drawn_per_row() -> None:
     assert not torch.allclose(noisy.weights, noisy.weights[:1].expand(5, 2))
 
 
+def test_batch_pool_routes_the_whole_batch_alike() -> None:
+    """The authors' code: the mean over all rows of the mini-batch takes one choice."""
+    gate = _noisy(pool="batch", k=2).eval()
+    x, batch = torch.randn(6, 6), torch.tensor([0, 0, 1, 1, 1, 1])
+    out = gate(x, batch, num_graphs=2)
+    assert out.indices.shape == (1, 2)
+    assert torch.equal(out.indices[0], (x @ gate.w_gate).mean(0).topk(2).indices)
+
+
+def test_shared_noise_is_one_scalar_and_also_in_evaluation() -> None:
+    gate = _noisy(pool="graph", k=2, noise="shared")
+    x = torch.randn(3, 6).repeat(5, 1)  # five identical graphs
+    batch = torch.arange(5).repeat_interleave(3)
+    for mode in (gate.train, gate.eval):
+        mode()
+        torch.manual_seed(0)
+        out = gate(x, batch, 5)
+        # one scalar for the batch keeps identical graphs identical ...
+        assert torch.equal(out.weights, out.weights[:1].expand(5, 2))
+        # ... and it is a standard normal draw times softplus(x W_noise), in eval mode too
+        torch.manual_seed(0)
+        eps = torch.randn(())
+        pooled = x[:3].mean(0, keepdim=True)
+        logits = pooled @ gate.w_gate + eps * torch.nn.functional.softplus(pooled @ gate.w_noise)
+        torch.testing.assert_close(out.weights[:1], torch.softmax(logits.topk(2).values, dim=-1))
+
+
+def test_shared_noise_keeps_the_clean_ranking_while_w_noise_is_zero() -> None:
+    gate = NoisyTopKGate(6, 8, 2, pool="node", noise="shared").train()
+    torch.nn.init.normal_(gate.w_gate)
+    x = torch.randn(10, 6)
+    assert torch.equal(gate(x).indices, (x @ gate.w_gate).topk(2).indices)
+
+
 def test_zero_init_ties_break_to_lowest_index() -> None:
     gate = NoisyTopKGate(6, 8, 3, pool="node").eval()
     assert (gate.w_gate == 0).all() and (gate.w_noise == 0).all()
@@ -149,7 +183,9 @@ def test_balance_loss_is_cv_squared_of_importance_when_load_is_uniform() -> None
     [
         (dict(num_experts=4, k=5), "top_k=5, num_experts=4"),
         (dict(num_experts=4, k=0), "top_k=0"),
-        (dict(num_experts=4, k=2, pool="edge"), "pool must be 'graph' or 'node'"),
+        (dict(num_experts=4, k=2, pool="edge"), "pool must be 'graph', 'node' or 'batch'"),
+        (dict(num_experts=4, k=2, noise="gaussian"), "noise must be 'independent' or 'shared'"),
+        (dict(num_experts=4, k=2, noise="shared", balance_loss_weight=0.1), "use noise 'independent'"),
         (dict(num_experts=4, k=2, balance_loss_weight=-1.0), "balance_loss_weight must be >= 0"),
     ],
 )

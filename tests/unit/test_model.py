@@ -26,6 +26,7 @@ DESIGN_CFG = {
     "message_gate_node": "target",
     "message_activation": "outside",
     "update_activation": "inside",
+    "routing_noise": "independent",
 }
 
 BASELINE = dict(placement="none", gate="none", num_experts=1)

@@ -76,6 +76,22 @@ def test_graph_task_splits_and_top_k_load(config: dict[str, Any], roots: dict[st
     assert record["active_parameters"] < record["num_parameters"]
 
 
+def test_batch_routing_is_evaluated_in_training_sized_batches(config: dict[str, Any], roots: dict[str, Path]) -> None:
+    """The authors' top-k (pool: batch, shared noise): one choice per batch of 32 graphs,
+    also when evaluating, where one batch of all 600 graphs would take a single choice."""
+    dataset = load_dataset("tu", "ENZYMES", roots["ENZYMES"])
+    run = short_run(config, "ENZYMES", "topk128", 1, epochs=1)
+    run["model"].update(pool="batch", routing_noise="shared")
+    record = train_run(run, dataset, device="cpu")
+    load = torch.tensor(record["expert_load"]["conv0.update"])
+    assert float(load.sum()) == pytest.approx(4.0)
+    batches = -(-600 // 32)  # the last 19th batch has 24 graphs
+    assert 4 < int((load > 0).sum()) <= 4 * batches
+    # every expert's share is a sum of whole batches: multiples of 32/600 plus maybe 24/600
+    shares = (load * 600).round()
+    assert all(int(share) % 32 in (0, 24) for share in shares.tolist())
+
+
 def test_same_seed_same_numbers_other_seed_differs(config: dict[str, Any], roots: dict[str, Path]) -> None:
     dataset = load_dataset("tu", "ENZYMES", roots["ENZYMES"])
     first = train_run(short_run(config, "ENZYMES", "moe4_softmax", 3, epochs=2), dataset, device="cpu")

@@ -447,6 +447,11 @@ def _model_errors(config: Mapping[str, Any], dataset: str, experiment: str, n_ro
         )
     if gate == "noisy_topk" and model["top_k"] > experts:
         errors.append(f"config: {owner('top_k')} ({model['top_k']}) must be <= num_experts ({experts}).")
+    if gate == "noisy_topk" and model["routing_noise"] == "shared" and model["balance_loss_weight"] > 0:
+        errors.append(
+            f"config: {owner('balance_loss_weight')} ({model['balance_loss_weight']}) needs routing_noise: "
+            "independent (the balance loss estimates the load from independent noise); set it to 0."
+        )
     if gate == "roles" and experts != n_roles:
         errors.append(
             f"config: {owner('num_experts')} ({experts}) must equal roles.n_roles ({n_roles}) "

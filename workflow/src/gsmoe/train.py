@@ -143,6 +143,13 @@ class _NodeTask:
         return float(loss.detach())
 
     @torch.no_grad()
+    def expert_load(self, model: torch.nn.Module) -> dict[str, list[float]]:
+        """Expert load of one eval-mode pass over the graph."""
+        model.eval()
+        model(self.data)
+        return model.expert_load()
+
+    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module) -> _Evaluation:
         model.eval()
         log_probs = model(self.data).log_probs
@@ -171,7 +178,11 @@ class _GraphTask:
         self.device = device
         # Evaluation routes each graph independently (no noise in eval mode), so one batch
         # of every graph gives the same predictions as small batches, in one forward pass.
-        self.everything = Batch.from_data_list(list(dataset)).to(device)
+        # Routing per mini-batch (pool: batch, the authors' code) depends on the batch, so
+        # such a model is evaluated in batches of the training size, in dataset order.
+        self.graphs = list(dataset)
+        self.batch_size = batch_size
+        self.everything = Batch.from_data_list(self.graphs).to(device)
         self.labels = labels.to(device)
 
     def train_epoch(self, model: torch.nn.Module, optimizer: _Optimizer) -> float:
@@ -189,9 +200,25 @@ class _GraphTask:
         return total / graphs
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module) -> _Evaluation:
+    def _forward_all(self, model: torch.nn.Module) -> tuple[torch.Tensor, dict[str, list[float]]]:
+        """Eval-mode outputs for every graph, and the expert load over all of them."""
         model.eval()
-        log_probs = model(self.everything).log_probs
+        if not _routes_per_batch(model):
+            return model(self.everything).log_probs, model.expert_load()
+        outputs, loads = [], []
+        for batch in DataLoader(self.graphs, batch_size=self.batch_size, shuffle=False):
+            outputs.append(model(batch.to(self.device)).log_probs)
+            loads.append((batch.num_graphs, model.expert_load()))
+        # A batch's choice is every one of its graphs' choice: weigh batches by their graphs.
+        total = sum(graphs for graphs, _ in loads)
+        load = {
+            stage: [sum(graphs * batch_load[stage][j] for graphs, batch_load in loads) / total for j in range(len(shares))]
+            for stage, shares in loads[0][1].items()
+        }
+        return torch.cat(outputs), load
+
+    def evaluate(self, model: torch.nn.Module) -> _Evaluation:
+        log_probs, _ = self._forward_all(model)
         _check_finite_output(log_probs)
 
         def acc(part: str) -> float:
@@ -199,6 +226,15 @@ class _GraphTask:
             return _accuracy(log_probs[index], self.labels[index])
 
         return _Evaluation(train=acc("train"), val=acc("val"), test=acc("test"), paper=acc("heldout"))
+
+    def expert_load(self, model: torch.nn.Module) -> dict[str, list[float]]:
+        """Expert load of one eval-mode pass over every graph."""
+        return self._forward_all(model)[1]
+
+
+def _routes_per_batch(model: torch.nn.Module) -> bool:
+    """Whether a noisy top-k layer routes whole mini-batches (``pool: batch``)."""
+    return any(isinstance(m, SAGEMoEConv) and m.gate == "noisy_topk" and m.pool == "batch" for m in model.modules())
 
 
 class LazyExpertUpdates:
@@ -389,8 +425,7 @@ def train_run(
 
     # Expert load of the trained model: one eval-mode pass over the whole dataset (the last
     # forward of the loop may have been a training step on one batch).
-    task.evaluate(model)
-    expert_load = model.expert_load()
+    expert_load = task.expert_load(model)
 
     best = int(np.argmax(curves["val_acc"]))  # argmax takes the earliest of equal maxima
     best_paper = int(np.argmax(curves["paper_acc"]))

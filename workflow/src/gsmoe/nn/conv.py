@@ -15,7 +15,8 @@ from gsmoe.nn.inputs import Parts, SparseFeatures, linear, mean_adjacency, to_de
 
 PLACEMENTS = ("none", "message", "aggregate", "both")
 GATES = ("none", "roles", "dense", "noisy_topk", "shared")
-POOLS = ("graph", "node")
+POOLS = ("graph", "node", "batch")
+NOISES = ("independent", "shared")
 GATE_NODES = ("target", "source")
 ACTIVATIONS = ("inside", "outside")
 
@@ -75,10 +76,14 @@ class SAGEMoEConv(MessagePassing):
         softmax (bool, optional): Softmax over the dense or shared gate's logits.
             (default: :obj:`True`)
         top_k (int, optional): Experts kept by the noisy top-k gate. (default: :obj:`2`)
-        pool (str, optional): Noisy top-k routing unit, ``"graph"`` (eq. 18) or ``"node"``.
+        pool (str, optional): Noisy top-k routing unit, ``"graph"`` (eq. 18), ``"node"``, or
+            ``"batch"`` (the authors' code: one choice for the whole mini-batch).
             (default: :obj:`"graph"`)
         balance_loss_weight (float, optional): Weight of the noisy top-k balance loss.
             (default: :obj:`0.0`)
+        routing_noise (str, optional): Noise of the noisy top-k gate, ``"independent"``
+            (eq. 15) or ``"shared"`` (the authors' code, see :class:`NoisyTopKGate`).
+            (default: :obj:`"independent"`)
         message_gate_node (str, optional): Node whose gate mixes a message, ``"target"``
             or ``"source"``. (default: :obj:`"target"`)
         message_activation (str, optional): ``"outside"`` (eq. 13) or ``"inside"``.
@@ -113,11 +118,13 @@ class SAGEMoEConv(MessagePassing):
         message_gate_node: str = "target",
         message_activation: str = "outside",
         update_activation: str = "inside",
+        routing_noise: str = "independent",
     ):
         super().__init__(aggr="mean", node_dim=0)
         check_choice("placement", placement, PLACEMENTS)
         check_choice("gate", gate, GATES)
         check_choice("pool", pool, POOLS)
+        check_choice("routing_noise", routing_noise, NOISES)
         check_choice("message_gate_node", message_gate_node, GATE_NODES)
         check_choice("message_activation", message_activation, ACTIVATIONS)
         check_choice("update_activation", update_activation, ACTIVATIONS)
@@ -162,7 +169,7 @@ class SAGEMoEConv(MessagePassing):
                 return RoleGate(num_experts)
             if gate == "dense":
                 return DenseGate(gate_in, num_experts, softmax)
-            return NoisyTopKGate(gate_in, num_experts, top_k, pool, balance_loss_weight)
+            return NoisyTopKGate(gate_in, num_experts, top_k, pool, balance_loss_weight, routing_noise)
 
         self.shared_gate = SharedGate(in_channels, out_channels, num_experts, softmax) if gate == "shared" else None
         separate = gate not in ("none", "shared")
@@ -180,8 +187,8 @@ class SAGEMoEConv(MessagePassing):
 
     @property
     def routes_per_graph(self) -> bool:
-        """Noisy top-k with graph pooling: one expert choice per graph (eq. 18)."""
-        return self.gate == "noisy_topk" and self.pool == "graph"
+        """Noisy top-k with graph (eq. 18) or batch pooling: one expert choice per graph."""
+        return self.gate == "noisy_topk" and self.pool in ("graph", "batch")
 
     def forward(
         self,
@@ -196,6 +203,9 @@ class SAGEMoEConv(MessagePassing):
             raise ValueError("gate 'roles' needs the node role distributions: pass roles (data.roles, shape (N, R))")
         if isinstance(x, Tensor) and x.layout != torch.strided:
             x = SparseFeatures(x)  # a torch sparse tensor: constant features, CSR products
+        if self.gate == "noisy_topk" and self.pool == "batch":
+            # Routed as one graph: the mini-batch shares one choice (batch serves nothing else here).
+            batch, num_graphs = None, None
         if batch is not None and num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
         self.routing = {}

@@ -152,7 +152,14 @@ class NoisyTopKGate(nn.Module):
     With ``pool="graph"`` (eq. 18) both logit terms are averaged over the nodes of each
     graph, so the whole graph takes one expert choice; as the maps are linear without bias,
     the node features are pooled first.  With ``pool="node"`` every node is routed alone.
-    ``eps`` is drawn independently for every routing row and expert.
+    ``pool="batch"`` is the authors' code: the mean over all rows, so every graph of a
+    mini-batch takes the same experts.
+
+    ``noise="independent"`` (eq. 15, Shazeer et al.) draws ``eps`` for every routing row and
+    expert, in training only.  ``noise="shared"`` is the authors' code: one scalar ``eps``
+    per forward pass for all rows and experts, in evaluation too.  While ``W_noise`` is
+    zero, a shared ``eps`` shifts every logit alike and leaves the ranking to ``x W_g``;
+    independent noise ranks the experts at random until ``x W_g`` outgrows it.
 
     :math:`W_g` and :math:`W_{noise}` start at zero, as in Shazeer et al.: routing starts
     uniform and is explored by the noise.  Ties (e.g. all logits zero in eval mode) go to
@@ -167,14 +174,17 @@ class NoisyTopKGate(nn.Module):
         in_channels (int): Size of the gate input.
         num_experts (int): Number of experts ``E``.
         k (int): Experts kept per routing row, ``1 <= k <= E``.
-        pool (str, optional): ``"graph"`` or ``"node"``. (default: :obj:`"graph"`)
+        pool (str, optional): ``"graph"``, ``"node"`` or ``"batch"``. (default: :obj:`"graph"`)
         balance_loss_weight (float, optional): Weight of the balance loss; 0 turns it off.
-            (default: :obj:`0.0`)
+            Needs independent noise (its load estimate assumes it). (default: :obj:`0.0`)
+        noise (str, optional): ``"independent"`` or ``"shared"``.
+            (default: :obj:`"independent"`)
 
     Shapes:
         - **input:** x :math:`(N, F_{in})`, optional batch :math:`(N)`
         - **output:** :class:`GateOutput` with weights and indices :math:`(G, k)` for
-          ``pool="graph"``, :math:`(N, k)` for ``pool="node"``
+          ``pool="graph"``, :math:`(N, k)` for ``pool="node"``, :math:`(1, k)` for
+          ``pool="batch"``
     """
 
     def __init__(
@@ -184,17 +194,23 @@ class NoisyTopKGate(nn.Module):
         k: int,
         pool: str = "graph",
         balance_loss_weight: float = 0.0,
+        noise: str = "independent",
     ):
         super().__init__()
         if not 1 <= k <= num_experts:
             raise ValueError(f"top_k must satisfy 1 <= top_k <= num_experts, got top_k={k}, num_experts={num_experts}")
-        if pool not in ("graph", "node"):
-            raise ValueError(f"pool must be 'graph' or 'node', got {pool!r}")
+        if pool not in ("graph", "node", "batch"):
+            raise ValueError(f"pool must be 'graph', 'node' or 'batch', got {pool!r}")
+        if noise not in ("independent", "shared"):
+            raise ValueError(f"noise must be 'independent' or 'shared', got {noise!r}")
         if balance_loss_weight < 0:
             raise ValueError(f"balance_loss_weight must be >= 0, got {balance_loss_weight}")
+        if balance_loss_weight > 0 and noise == "shared":
+            raise ValueError("the balance loss estimates the load from independent noise: use noise 'independent'")
         self.num_experts = num_experts
         self.k = k
         self.pool = pool
+        self.noise = noise
         self.balance_loss_weight = balance_loss_weight
         self.w_gate = nn.Parameter(torch.empty(in_channels, num_experts))
         self.w_noise = nn.Parameter(torch.empty(in_channels, num_experts))
@@ -207,10 +223,15 @@ class NoisyTopKGate(nn.Module):
     def forward(self, x: Parts, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> GateOutput:
         if self.pool == "graph":
             x = mean_pool(x, batch, num_graphs)
+        elif self.pool == "batch":
+            x = mean_pool(x, None, None)
         clean = split_mm(x, self.w_gate)
-        if self.training:
+        if self.noise == "independent" and self.training:
             noise_std = F.softplus(split_mm(x, self.w_noise))
             logits = clean + torch.randn_like(clean) * noise_std
+        elif self.noise == "shared":
+            noise_std = F.softplus(split_mm(x, self.w_noise))
+            logits = clean + torch.randn((), dtype=clean.dtype, device=clean.device) * noise_std
         else:
             logits = clean
         # Stable sort rather than topk: ties resolve to the lowest index on every device.
@@ -232,7 +253,7 @@ class NoisyTopKGate(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"num_experts={self.num_experts}, k={self.k}, pool={self.pool}, "
+            f"num_experts={self.num_experts}, k={self.k}, pool={self.pool}, noise={self.noise}, "
             f"balance_loss_weight={self.balance_loss_weight}"
         )
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn import global_max_pool
 
-from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, PLACEMENTS, POOLS, SAGEMoEConv, check_choice
+from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, NOISES, PLACEMENTS, POOLS, SAGEMoEConv, check_choice
 from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse, mean_adjacency
 
 TASKS = ("node", "graph")
@@ -31,6 +31,7 @@ MODEL_KEYS: tuple[str, ...] = (
     "message_gate_node",
     "message_activation",
     "update_activation",
+    "routing_noise",
 )
 
 
@@ -61,7 +62,7 @@ class GraphSAGEMoE(nn.Module):
             (default: :obj:`0.3`)
         **conv_kwargs: MoE options passed to every :class:`SAGEMoEConv` (placement, gate,
             num_experts, softmax, top_k, pool, balance_loss_weight, message_gate_node,
-            message_activation, update_activation).
+            message_activation, update_activation, routing_noise).
     """
 
     def __init__(
@@ -202,6 +203,7 @@ def build_model(model_cfg: dict[str, Any], in_channels: int, num_classes: int, t
         ("message_gate_node", GATE_NODES),
         ("message_activation", ACTIVATIONS),
         ("update_activation", ACTIVATIONS),
+        ("routing_noise", NOISES),
     ):
         check_choice(key, cfg[key], choices)
     return GraphSAGEMoE(in_channels, num_classes, task, **cfg)

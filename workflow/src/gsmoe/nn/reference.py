@@ -54,14 +54,25 @@ def reference_coefficients(
     if conv.gate == "dense":
         logits = h @ gate.lin.weight.T + gate.lin.bias
         return torch.softmax(logits, -1) if gate.softmax else logits
-    rows = _graph_mean(h, batch, num_graphs) if gate.pool == "graph" else h
+    if gate.pool == "graph":
+        rows = _graph_mean(h, batch, num_graphs)
+    elif gate.pool == "batch":
+        rows = h.mean(0, keepdim=True)
+    else:
+        rows = h
     logits = rows @ gate.w_gate
-    if gate.training:
+    if gate.noise == "shared":
+        logits = logits + torch.randn(()) * F.softplus(rows @ gate.w_noise)
+    elif gate.training:
         logits = logits + torch.randn(logits.shape) * F.softplus(rows @ gate.w_noise)
     keep = torch.topk(logits, gate.k, dim=-1).indices
     masked = torch.full_like(logits, float("-inf")).scatter(1, keep, logits.gather(1, keep))
     coefficients = torch.softmax(masked, -1)
-    return coefficients[batch] if gate.pool == "graph" else coefficients
+    if gate.pool == "graph":
+        return coefficients[batch]
+    if gate.pool == "batch":
+        return coefficients.expand(h.size(0), -1)
+    return coefficients
 
 
 def _mixture(x: Tensor, coefficients: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Tensor:
