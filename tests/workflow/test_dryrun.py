@@ -115,6 +115,15 @@ def test_smoke_config_replaces_default(tmp_path):
     assert str((REPO / ".." / "shared" / "datasets").resolve()) in out or "PubMed" not in out
 
 
+def test_probe_overlay_adds_its_runs(tmp_path):
+    """docs/probes/*.yaml are overlays: merged after config.yaml, they add experiments."""
+    out = dry_run(tmp_path, "dataset_ENZYMES", "--configfile", str(REPO / "config.yaml"),
+                  str(REPO / "docs" / "probes" / "topk128_authors.yaml"))  # fmt: skip
+    runs = train_outputs(out)
+    assert {s for d, e, s in runs if (d, e) == ("ENZYMES", "topk128_authors")} == set(range(10))
+    assert {e for _, e, _ in runs} == set(load_config(REPO / "config.yaml")["experiments"]) | {"topk128_authors"}
+
+
 def test_dataset_target(tmp_path):
     out = dry_run(tmp_path, "dataset_ENZYMES")
     runs = train_outputs(out)
