@@ -120,8 +120,10 @@ def test_probe_overlay_adds_its_runs(tmp_path):
     out = dry_run(tmp_path, "dataset_ENZYMES", "--configfile", str(REPO / "config.yaml"),
                   str(REPO / "docs" / "probes" / "topk128_authors.yaml"))  # fmt: skip
     runs = train_outputs(out)
-    assert {s for d, e, s in runs if (d, e) == ("ENZYMES", "topk128_authors")} == set(range(10))
-    assert {e for _, e, _ in runs} == set(load_config(REPO / "config.yaml")["experiments"]) | {"topk128_authors"}
+    probes = {"topk128_authors", "topk128_authors_routing"}
+    for probe in probes:
+        assert {s for d, e, s in runs if (d, e) == ("ENZYMES", probe)} == set(range(10))
+    assert {e for _, e, _ in runs} == set(load_config(REPO / "config.yaml")["experiments"]) | probes
 
 
 def test_dataset_target(tmp_path):
