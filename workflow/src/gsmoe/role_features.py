@@ -3,9 +3,9 @@
 GraphRole 1.1.1 aggregates each generation of recursive features with one pandas
 ``reindex(...).agg(["sum", "mean"])`` per node, which was about 98 % of the role
 extraction time (docs/performance.md has the numbers).  :class:`BulkFeatureExtractor`
-computes the same table with a few NumPy reductions per generation.  Its output is bit-identical to GraphRole's, not merely close:
-GraphRole bins the features to prune them and NMF is sensitive to the last bit, so any
-rounding difference could change the roles.
+computes the same table with a few NumPy reductions per generation.  Its output is
+bit-identical to GraphRole's, not merely close: GraphRole bins the features to prune them
+and NMF is sensitive to the last bit, so any rounding difference could change the roles.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class BulkFeatureExtractor(RecursiveFeatureExtractor):
       contiguous there, so NumPy sums each feature pairwise (8-way unrolled, blocks of
       128) in neighbour order.  Here the neighbours' values of all nodes of one degree
       are gathered into one C-contiguous ``(features, nodes, degree)`` array and summed
-      over its last axis: the same NumPy reduction, so the same rounding.  Integer features are summed in float64, which is
-      exact while the sums stay below 2**53.
+      over its last axis: the same NumPy reduction, so the same rounding.  Integer
+      features are summed in float64, which is exact while the sums stay below 2**53.
     * ``mean``: that sum divided by the number of neighbours (pandas divides its float64
       sum by a float64 count).
     * no neighbours: sum 0 and mean NaN, which GraphRole's ``fillna(0)`` turns into 0.
