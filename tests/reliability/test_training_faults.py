@@ -17,6 +17,7 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 
 import gsmoe.train as train_mod
+from gsmoe.config import model_defaults
 from gsmoe.io import read_json, write_json
 from gsmoe.report.aggregate import load_runs, runs_frame
 from gsmoe.roles import attach_roles, dataset_roles
@@ -43,6 +44,7 @@ def run_config(task: str, model: dict[str, Any] | None = None, **training: Any) 
         "source": "planetoid" if task == "node" else "tu",
         "pyg_name": "Tiny",
         "model": {
+            **model_defaults(),
             "hidden": 8,
             "num_layers": 2,
             "dropout": 0.0,
