@@ -178,8 +178,8 @@ class _GraphTask:
         self.device = device
         # Evaluation routes each graph independently (no noise in eval mode), so one batch
         # of every graph gives the same predictions as small batches, in one forward pass.
-        # Routing per mini-batch (pool: batch, the authors' code) depends on the batch, so
-        # such a model is evaluated in batches of the training size, in dataset order.
+        # The authors' routing (pool: batch, routing_noise: shared) depends on the batch,
+        # so such a model is evaluated in batches of the training size, in dataset order.
         self.graphs = list(dataset)
         self.batch_size = batch_size
         self.everything = Batch.from_data_list(self.graphs).to(device)
@@ -233,8 +233,10 @@ class _GraphTask:
 
 
 def _routes_per_batch(model: torch.nn.Module) -> bool:
-    """Whether a noisy top-k layer routes whole mini-batches (``pool: batch``)."""
-    return any(isinstance(m, SAGEMoEConv) and m.gate == "noisy_topk" and m.pool == "batch" for m in model.modules())
+    """Whether a noisy top-k gate's choice depends on the whole mini-batch: one choice per
+    batch (``pool: batch``) or one noise draw per batch, also in evaluation
+    (``routing_noise: shared``)."""
+    return any(isinstance(m, NoisyTopKGate) and (m.pool == "batch" or m.noise == "shared") for m in model.modules())
 
 
 class LazyExpertUpdates:
