@@ -10,13 +10,11 @@ from torch.nn import Linear, Module
 from torch_geometric.nn import MessagePassing
 
 from gsmoe.nn.experts import ExpertLinear, mix
-from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
+from gsmoe.nn.gates import NOISES, POOLS, DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
 from gsmoe.nn.inputs import Parts, SparseFeatures, linear, mean_adjacency, to_dense
 
 PLACEMENTS = ("none", "message", "aggregate", "both")
 GATES = ("none", "roles", "dense", "noisy_topk", "shared")
-POOLS = ("graph", "node", "batch")
-NOISES = ("independent", "shared")
 GATE_NODES = ("target", "source")
 ACTIVATIONS = ("inside", "outside")
 

@@ -20,6 +20,10 @@ from torch import Tensor, nn
 
 from gsmoe.nn.inputs import Parts, linear, mean_pool, split_mm
 
+#: Routing units of :class:`NoisyTopKGate` (``pool``) and its noise kinds (``noise``).
+POOLS = ("graph", "node", "batch")
+NOISES = ("independent", "shared")
+
 
 class GateOutput(NamedTuple):
     weights: Tensor
@@ -199,9 +203,9 @@ class NoisyTopKGate(nn.Module):
         super().__init__()
         if not 1 <= k <= num_experts:
             raise ValueError(f"top_k must satisfy 1 <= top_k <= num_experts, got top_k={k}, num_experts={num_experts}")
-        if pool not in ("graph", "node", "batch"):
+        if pool not in POOLS:
             raise ValueError(f"pool must be 'graph', 'node' or 'batch', got {pool!r}")
-        if noise not in ("independent", "shared"):
+        if noise not in NOISES:
             raise ValueError(f"noise must be 'independent' or 'shared', got {noise!r}")
         if balance_loss_weight < 0:
             raise ValueError(f"balance_loss_weight must be >= 0, got {balance_loss_weight}")
@@ -226,12 +230,13 @@ class NoisyTopKGate(nn.Module):
         elif self.pool == "batch":
             x = mean_pool(x, None, None)
         clean = split_mm(x, self.w_gate)
-        if self.noise == "independent" and self.training:
+        if self.training or self.noise == "shared":
             noise_std = F.softplus(split_mm(x, self.w_noise))
-            logits = clean + torch.randn_like(clean) * noise_std
-        elif self.noise == "shared":
-            noise_std = F.softplus(split_mm(x, self.w_noise))
-            logits = clean + torch.randn((), dtype=clean.dtype, device=clean.device) * noise_std
+            if self.noise == "independent":
+                eps = torch.randn_like(clean)
+            else:
+                eps = torch.randn((), dtype=clean.dtype, device=clean.device)
+            logits = clean + eps * noise_std
         else:
             logits = clean
         # Stable sort rather than topk: ties resolve to the lowest index on every device.
