@@ -23,7 +23,7 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,26 +199,19 @@ class _GraphTask:
             graphs += batch.num_graphs
         return total / graphs
 
-    @torch.no_grad()
-    def _forward_all(self, model: torch.nn.Module) -> tuple[torch.Tensor, dict[str, list[float]]]:
-        """Eval-mode outputs for every graph, and the expert load over all of them."""
+    @torch.no_grad()  # on a generator, no_grad holds inside it only, not between the yields
+    def _eval_passes(self, model: torch.nn.Module) -> Iterator[tuple[int, torch.Tensor]]:
+        """Eval-mode forward passes over every graph, in dataset order: ``(graphs, log_probs)``
+        per pass; ``model.expert_load()`` describes the pass just yielded."""
         model.eval()
         if not _routes_per_batch(model):
-            return model(self.everything).log_probs, model.expert_load()
-        outputs, loads = [], []
+            yield len(self.graphs), model(self.everything).log_probs
+            return
         for batch in DataLoader(self.graphs, batch_size=self.batch_size, shuffle=False):
-            outputs.append(model(batch.to(self.device)).log_probs)
-            loads.append((batch.num_graphs, model.expert_load()))
-        # A batch's choice is every one of its graphs' choice: weigh batches by their graphs.
-        total = sum(graphs for graphs, _ in loads)
-        load = {
-            stage: [sum(graphs * batch_load[stage][j] for graphs, batch_load in loads) / total for j in range(len(shares))]
-            for stage, shares in loads[0][1].items()
-        }
-        return torch.cat(outputs), load
+            yield batch.num_graphs, model(batch.to(self.device)).log_probs
 
     def evaluate(self, model: torch.nn.Module) -> _Evaluation:
-        log_probs, _ = self._forward_all(model)
+        log_probs = torch.cat([out for _, out in self._eval_passes(model)])
         _check_finite_output(log_probs)
 
         def acc(part: str) -> float:
@@ -228,8 +221,16 @@ class _GraphTask:
         return _Evaluation(train=acc("train"), val=acc("val"), test=acc("test"), paper=acc("heldout"))
 
     def expert_load(self, model: torch.nn.Module) -> dict[str, list[float]]:
-        """Expert load of one eval-mode pass over every graph."""
-        return self._forward_all(model)[1]
+        """Expert load of an eval-mode pass over every graph; batches weigh by their graphs
+        (a batch's routing choice is each of its graphs' choice)."""
+        loads = [(graphs, model.expert_load()) for graphs, _ in self._eval_passes(model)]
+        if len(loads) == 1:  # one pass over every graph: its load as it is
+            return loads[0][1]
+        total = sum(graphs for graphs, _ in loads)
+        return {
+            stage: [sum(graphs * load[stage][j] for graphs, load in loads) / total for j in range(len(shares))]
+            for stage, shares in loads[0][1].items()
+        }
 
 
 def _routes_per_batch(model: torch.nn.Module) -> bool:
