@@ -284,9 +284,10 @@ def aggregate_runs(
         experiments_cfg: ``config["experiments"]``, for the ``paper`` column of the summary.
         confidence: level of the t-interval.
     """
-    paths = list(run_paths)
-    absent = [str(p) for p in paths if not Path(p).exists()]
-    records = load_runs([p for p in paths if Path(p).exists()])
+    present, absent = [], []
+    for path in run_paths:
+        (present if Path(path).exists() else absent).append(str(path))
+    records = load_runs(present)
     check_complete(records, expected, allow_missing=allow_missing)  # names every missing run
     if absent and not allow_missing:  # absent files of runs outside ``expected``
         raise FileNotFoundError(f"run record(s) not found: {', '.join(absent)}")
