@@ -11,7 +11,7 @@ for the baseline, dense gating with 4, 8 and 16 experts and noisy top-4 of 128 e
     one training epoch of the model with its optimiser step, as training runs it
     (:func:`gsmoe.train.make_optimizer`: lazy expert updates; the loop reference takes the
     plain full Adam step) (Cora, PubMed: one full-batch step; ENZYMES: the 15 batches of
-    the 480 training graphs, DataLoader collation included);
+    the 480 training graphs, collation included, as training batches them);
 ``step``
     ENZYMES only: one Adam step on a batch of 32 graphs;
 ``memory``
@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Batch, Data
-from torch_geometric.loader import DataLoader
+from torch_geometric.data import Data
 
+from gsmoe.batching import GraphBatcher, ShuffledBatches
 from gsmoe.config import load_config, model_defaults, resolve_run
 from gsmoe.datasets import load_dataset
 from gsmoe.io import atomic_open
@@ -146,20 +146,17 @@ def _load(dataset: str, data_root: Path) -> Any:
     return load_dataset(DATASETS[dataset]["source"], dataset, data_root / dataset)
 
 
-def _train_graphs(ds: Any) -> list[Data]:
-    labels = torch.cat([graph.y.view(-1) for graph in ds])
-    return [ds[int(i)] for i in graph_splits(labels, seed=0)["train"]]
-
-
 def _workload(dataset: str, ds: Any) -> dict[str, Any]:
-    """The data one layer, one step and one epoch read."""
+    """The data one layer, one step and one epoch read (ENZYMES: batched as in training)."""
     if DATASETS[dataset]["task"] == "node":
         data = ds[0]
         return {"layer": data, "step": data, "loader": None}
-    graphs = _train_graphs(ds)
-    loader = DataLoader(graphs, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(0))
-    return {"layer": Batch.from_data_list(graphs[:BATCH_SIZE]), "step": Batch.from_data_list(graphs[:BATCH_SIZE]),
-            "loader": loader}  # fmt: skip
+    labels = torch.cat([graph.y.view(-1) for graph in ds])
+    train = graph_splits(labels, seed=0)["train"]
+    batcher = GraphBatcher(ds)
+    loader = ShuffledBatches(batcher, train, BATCH_SIZE, torch.Generator().manual_seed(0))
+    first = batcher(train[:BATCH_SIZE])
+    return {"layer": first, "step": first, "loader": loader}
 
 
 def _layer_job(conv: torch.nn.Module, data: Data, vectorized: bool) -> Callable[[], None]:
@@ -206,7 +203,7 @@ def _step_job(model: torch.nn.Module, dataset: str, data: Data, vectorized: bool
     return job
 
 
-def _epoch_job(model: torch.nn.Module, dataset: str, loader: DataLoader, vectorized: bool) -> Callable[[], None]:
+def _epoch_job(model: torch.nn.Module, dataset: str, loader: ShuffledBatches, vectorized: bool) -> Callable[[], None]:
     optimizer = _optimizer(model, dataset, vectorized)
 
     def job() -> None:

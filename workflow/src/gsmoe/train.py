@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.adam import adam
-from torch_geometric.data import Batch, Data
-from torch_geometric.loader import DataLoader
+from torch_geometric.data import Data
 
 from gsmoe import __version__
+from gsmoe.batching import GraphBatcher, ShuffledBatches
 from gsmoe.datasets import load_dataset
 from gsmoe.io import write_json
 from gsmoe.nn import build_model
@@ -173,23 +173,21 @@ class _GraphTask:
         labels = torch.cat([graph.y.view(-1) for graph in dataset])
         self.parts = graph_splits(labels, seed=seed, standard=tuple(split["standard"]))
         generator = torch.Generator().manual_seed(seed)
-        train_graphs = [dataset[int(i)] for i in self.parts["train"]]
-        self.loader = DataLoader(train_graphs, batch_size=batch_size, shuffle=True, generator=generator)
-        self.device = device
+        # Batches as PyG's DataLoader(shuffle=True, generator) makes them, collated by indexing.
+        self.batcher = GraphBatcher(dataset, device)
+        self.loader = ShuffledBatches(self.batcher, self.parts["train"], batch_size, generator)
         # Evaluation routes each graph independently (no noise in eval mode), so one batch
         # of every graph gives the same predictions as small batches, in one forward pass.
         # The authors' routing (pool: batch, routing_noise: shared) depends on the batch,
         # so such a model is evaluated in batches of the training size, in dataset order.
-        self.graphs = list(dataset)
         self.batch_size = batch_size
-        self.everything = Batch.from_data_list(self.graphs).to(device)
         self.labels = labels.to(device)
+        self.device = device
 
     def train_epoch(self, model: torch.nn.Module, optimizer: _Optimizer) -> float:
         model.train()
         total, graphs = 0.0, 0
         for batch in self.loader:
-            batch = batch.to(self.device)
             optimizer.zero_grad()
             out = model(batch)
             loss = F.nll_loss(out.log_probs, batch.y.view(-1)) + out.aux_loss
@@ -205,10 +203,10 @@ class _GraphTask:
         per pass; ``model.expert_load()`` describes the pass just yielded."""
         model.eval()
         if not _routes_per_batch(model):
-            yield len(self.graphs), model(self.everything).log_probs
+            yield len(self.batcher), model(self.batcher.full).log_probs
             return
-        for batch in DataLoader(self.graphs, batch_size=self.batch_size, shuffle=False):
-            yield batch.num_graphs, model(batch.to(self.device)).log_probs
+        for batch in self.batcher.in_order(self.batch_size):
+            yield batch.num_graphs, model(batch).log_probs
 
     def evaluate(self, model: torch.nn.Module) -> _Evaluation:
         log_probs = torch.cat([out for _, out in self._eval_passes(model)])

@@ -1,0 +1,134 @@
+"""Mini-batches of small graphs, collated by indexing one concatenated copy of the dataset.
+
+PyG's ``DataLoader`` collates every mini-batch with ``Batch.from_data_list``: a Python
+pass over each graph and attribute, about 1.5 ms for 32 ENZYMES graphs, which was 14-30 %
+of an ENZYMES training epoch (4 500 steps per run of tiny products).  A
+:class:`GraphBatcher` collates the whole dataset once and builds each mini-batch with a
+few index operations per attribute.  The batches hold the same tensors, bit for bit, as
+``Batch.from_data_list`` of the same graphs in the same order: the values are copied, not
+computed, and the index increments (``edge_index``) are integers.
+
+:class:`ShuffledBatches` draws the batches' graphs exactly as ``DataLoader(graphs,
+batch_size, shuffle=True, generator=generator)`` does (the same sampler, consuming the
+same generator), so switching from PyG's loader changes no training run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+from torch.utils.data import DataLoader
+
+__all__ = ["GraphBatcher", "ShuffledBatches"]
+
+
+def _segments(starts: Tensor, lengths: Tensor) -> Tensor:
+    """Concatenated ``arange(start, start + length)`` of every segment, in order."""
+    total = int(lengths.sum())
+    offsets = torch.cumsum(lengths, 0) - lengths
+    return torch.arange(total, device=starts.device) + torch.repeat_interleave(starts - offsets, lengths, output_size=total)
+
+
+class GraphBatcher:
+    """Collate any subset of a list of graphs as ``Batch.from_data_list`` would.
+
+    Args:
+        graphs (Sequence[Data]): The graphs, all with the same attributes (tensors).
+        device (torch.device, optional): Where the concatenated copy and the batches live.
+
+    ``batcher(index)`` returns the :class:`~torch_geometric.data.Batch` of the graphs
+    ``index`` (1-D, in that order) with every attribute of the graphs, ``batch`` and
+    ``ptr``; :attr:`full` is the batch of all graphs.
+    """
+
+    def __init__(self, graphs: Sequence[Data], device: torch.device | str = "cpu"):
+        if len(graphs) == 0:
+            raise ValueError("GraphBatcher needs at least one graph")
+        self.full = Batch.from_data_list(list(graphs)).to(device)
+        self.num_graphs = len(graphs)
+        self._keys = [key for key in self.full._slice_dict if key not in ("batch", "ptr")]  # noqa: SLF001
+        # Attributes cut at the same places (x and roles: the node offsets) share a segment
+        # layout: their positions are computed once per batch.
+        self._layouts: list[tuple[Tensor, Tensor]] = []
+        self._layout_of: dict[str, int] = {}
+        self._cat_dims: dict[str, int] = {}
+        self._old_offsets: dict[str, Tensor] = {}
+        self._increments: dict[str, Tensor] = {}
+        last = graphs[-1]
+        for key in self._keys:
+            value = self.full[key]
+            if not isinstance(value, Tensor):
+                raise TypeError(f"GraphBatcher collates tensor attributes only; {key!r} is a {type(value).__name__}")
+            slices = self.full._slice_dict[key].to(device)  # noqa: SLF001
+            starts, lengths = slices[:-1], slices.diff()
+            same = [i for i, (s, n) in enumerate(self._layouts) if torch.equal(s, starts) and torch.equal(n, lengths)]
+            if not same:
+                self._layouts.append((starts, lengths))
+            self._layout_of[key] = same[0] if same else len(self._layouts) - 1
+            self._cat_dims[key] = self.full.__cat_dim__(key, value) % value.dim()
+            offsets = torch.as_tensor(self.full._inc_dict[key], device=device)  # noqa: SLF001
+            if offsets.dim() > 0 and bool((offsets != 0).any()):
+                # Per-graph increment (edge_index: the graph's number of nodes); the last
+                # graph's is not in the cumulative offsets, it comes from the graph itself.
+                tail = torch.as_tensor(last.__inc__(key, last[key]), device=device).view(1)
+                self._old_offsets[key] = offsets
+                self._increments[key] = torch.cat([offsets.diff(), tail.to(offsets.dtype)])
+        self._node_counts = self.full.ptr.diff()
+
+    def __len__(self) -> int:
+        return self.num_graphs
+
+    def __call__(self, index: Tensor) -> Batch:
+        index = index.to(self.full.ptr.device).view(-1)
+        segments = []
+        for starts, lengths in self._layouts:
+            lengths = lengths[index]
+            segments.append((lengths, _segments(starts[index], lengths)))
+        attributes = {}
+        for key in self._keys:
+            lengths, positions = segments[self._layout_of[key]]
+            value = self.full[key].index_select(self._cat_dims[key], positions)
+            if key in self._increments:
+                old = self._old_offsets[key][index]
+                increments = self._increments[key][index]
+                new = torch.cumsum(increments, 0) - increments
+                shift = torch.repeat_interleave(new - old, lengths, output_size=positions.numel())
+                value = value + shift.to(value.dtype)
+            attributes[key] = value
+        counts = self._node_counts[index]
+        batch = Batch(**attributes)
+        batch.batch = torch.repeat_interleave(torch.arange(index.numel(), device=index.device), counts)
+        batch.ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        batch._num_graphs = index.numel()  # noqa: SLF001 (what Batch.from_data_list sets)
+        return batch
+
+    def in_order(self, batch_size: int) -> Iterator[Batch]:
+        """All graphs in dataset order, ``batch_size`` at a time (``DataLoader(shuffle=False)``)."""
+        for start in range(0, self.num_graphs, batch_size):
+            yield self(torch.arange(start, min(start + batch_size, self.num_graphs), device=self.full.ptr.device))
+
+
+class ShuffledBatches:
+    """Each epoch's mini-batches of the graphs ``members`` of a :class:`GraphBatcher`, in
+    the order ``DataLoader(graphs[members], batch_size, shuffle=True, generator=generator)``
+    gives them.
+
+    The sampler is torch's own (a ``DataLoader`` over the members' positions, which
+    consumes the generator the way PyG's loader over the graphs does); only the collation
+    differs.
+    """
+
+    def __init__(self, batcher: GraphBatcher, members: Tensor, batch_size: int, generator: torch.Generator):
+        self.batcher = batcher
+        self.members = members.view(-1).cpu()
+        self._sampler = DataLoader(range(self.members.numel()), batch_size=batch_size, shuffle=True, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self._sampler)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for positions in self._sampler:
+            yield self.batcher(self.members[positions])
