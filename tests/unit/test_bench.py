@@ -1,4 +1,4 @@
-"""gsmoe.bench: the target checks, and one quick end-to-end run on ENZYMES from the mirror."""
+"""gsmoe.bench: the target checks, and quick end-to-end runs on ENZYMES from the mirror."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from gsmoe.bench import CONFIGS, QUICK_CONFIGS, main, targets
+from gsmoe.config import load_config
 from gsmoe.datasets import prepare_dataset
 
-MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+ROOT = Path(__file__).resolve().parents[2]
+MIRROR = ROOT.parent / "shared" / "datasets"
 
 
 def _row(config: str, scope: str = "layer", vectorized: float = 10.0, speedup: float | str = "", **memory: float) -> dict:
@@ -65,3 +67,29 @@ def test_quick_benchmark_writes_csv_and_markdown(tmp_path: Path) -> None:
     assert "## Targets" in markdown and "| ENZYMES | step | dense16: loop reference / vectorized >= 3 |" in markdown
     assert "- commit: " in markdown and "- threads: 1" in markdown
     assert sorted(p.name for p in out.iterdir()) == ["moe_layer.csv", "moe_layer.md"]  # no temporary files left
+
+
+@pytest.mark.skipif(not MIRROR.is_dir(), reason="local dataset mirror not available")
+def test_products_measure_share_and_grid_floor(tmp_path: Path) -> None:
+    prepare_dataset("tu", "ENZYMES", [MIRROR / "tu" / "ENZYMES.zip"], tmp_path / "pyg" / "ENZYMES")
+    out = tmp_path / "bench"
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--products", "--product-epochs", "1", "--datasets", "ENZYMES", "--data-root", str(tmp_path / "pyg"),
+                     "--out-dir", str(out), "--config", str(ROOT / "config.yaml")]) == 0  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    with open(out / "products.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    config = load_config(ROOT / "config.yaml")
+    assert [r["experiment"] for r in rows] == list(config["experiments"])
+    for row in rows:
+        share, epoch_ms = float(row["product_share"]), float(row["epoch_ms"])
+        assert 0 < share < 1 and epoch_ms > 0
+        assert float(row["product_ms"]) == pytest.approx(share * epoch_ms, rel=1e-2)
+        grid_epochs = config["datasets"]["ENZYMES"]["training"]["epochs"] * len(config["seeds"])
+        assert float(row["grid_product_s"]) == pytest.approx(share * epoch_ms / 1e3 * grid_epochs, rel=1e-2)
+    markdown = (out / "products.md").read_text(encoding="utf-8")
+    total = sum(float(r["grid_product_s"]) for r in rows)
+    assert f"All datasets: {total:.0f} core-seconds" in markdown and "| ENZYMES |" in markdown
+    assert sorted(p.name for p in out.iterdir()) == ["products.csv", "products.md"]

@@ -27,6 +27,8 @@ Writes ``moe_layer.csv`` (one row per dataset, scope and configuration) and
 ``moe_layer.md`` (tables and the pass/fail of the targets), atomically.
 ``--runs`` also times short training runs of every experiment of ``config.yaml`` with
 :func:`gsmoe.train.train_run` and extrapolates to the configured epochs (``run_times.csv``).
+``--products`` (alone) measures the share of matrix products in a training epoch of every
+experiment and their total over the grid (``products.csv``, ``products.md``).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from gsmoe.nn.reference import ReferenceConv, reference_model
 from gsmoe.nn.runtime import keep_freed_memory, malloc_thresholds
 from gsmoe.roles import RoleTable, attach_roles
 from gsmoe.splits import graph_splits
-from gsmoe.train import make_optimizer, train_run
+from gsmoe.train import make_optimizer, make_task, seed_everything, train_run
 
 DATASETS: dict[str, dict[str, Any]] = {
     # name: loader source, task, training hyper-parameters of config.yaml
@@ -85,6 +87,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 #: dense128 only where it is cheap enough to time (on PubMed one (N, 128 * 32) tensor is 323 MB).
 DENSE128_DATASETS = ("Cora", "ENZYMES")
+#: Matrix-product operators (dense, sparse CSR and batched GEMM) as ``torch.profiler`` names them.
+PRODUCT_OPS = frozenset({"aten::addmm", "aten::addmm_", "aten::mm", "aten::bmm", "aten::baddbmm"})
+
 #: (dataset, scope) where the loop reference of the 128-expert configurations is not timed
 #: (over 15 s per call; the layer scope has it).
 NO_REFERENCE_128 = (("PubMed", "epoch"),)
@@ -460,6 +465,15 @@ def write_outputs(out_dir: Path, rows: list[dict[str, Any]], markdown: str, name
 # --------------------------------------------------------------------------- training runs
 
 
+def _with_random_roles(ds: Any) -> Any:
+    """``ds`` with random role distributions attached (timings do not depend on their values)."""
+    data = ds._data  # noqa: SLF001 (collated storage: one roles row per node)
+    ptr = np.asarray(ds.slices["x"]) if ds.slices is not None and "x" in ds.slices else np.array([0, data.num_nodes])
+    roles = np.random.default_rng(0).dirichlet(np.ones(4), size=int(data.num_nodes)).astype(np.float32)
+    attach_roles(ds, RoleTable(roles, ptr.astype(np.int64), np.zeros(len(ptr) - 1, dtype=bool)))
+    return ds
+
+
 def bench_runs(config_path: Path, data_root: Path, epochs: int, datasets: Sequence[str],
                log: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
     """Time ``epochs`` epochs of every experiment (seed 0) with ``train_run``; extrapolate.
@@ -469,12 +483,7 @@ def bench_runs(config_path: Path, data_root: Path, epochs: int, datasets: Sequen
     config = load_config(config_path)
     rows = []
     for dataset in datasets:
-        ds = _load(dataset, data_root)
-        data = ds._data  # noqa: SLF001 (collated storage: one roles row per node)
-        ptr = np.asarray(ds.slices["x"]) if ds.slices is not None and "x" in ds.slices else np.array([0, data.num_nodes])
-        rng = np.random.default_rng(0)
-        roles = rng.dirichlet(np.ones(4), size=int(data.num_nodes)).astype(np.float32)
-        attach_roles(ds, RoleTable(roles, ptr.astype(np.int64), np.zeros(len(ptr) - 1, dtype=bool)))
+        ds = _with_random_roles(_load(dataset, data_root))
         for experiment in config["experiments"]:
             run_cfg = resolve_run(config, dataset, experiment, 0)
             full_epochs = int(run_cfg["training"]["epochs"])
@@ -493,6 +502,62 @@ def bench_runs(config_path: Path, data_root: Path, epochs: int, datasets: Sequen
     return rows
 
 
+def bench_products(config_path: Path, data_root: Path, epochs: int, datasets: Sequence[str],
+                   log: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """How much of training is matrix products: per experiment (seed 0, after a warm-up
+    epoch), the time of a training epoch and the share of it that ``torch.profiler``
+    attributes (self CPU time) to :data:`PRODUCT_OPS`; ``grid_product_s`` is that part
+    times the configured epochs and seeds, a floor for the grid with these kernels."""
+    config = load_config(config_path)
+    rows = []
+    for dataset in datasets:
+        ds = _with_random_roles(_load(dataset, data_root))
+        for experiment in config["experiments"]:
+            run_cfg = resolve_run(config, dataset, experiment, 0)
+            training = run_cfg["training"]
+            seed_everything(0)
+            task = make_task(run_cfg, ds, torch.device("cpu"))
+            model = build_model(run_cfg["model"], ds.num_features, ds.num_classes, run_cfg["task"])
+            optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training["expert_updates"])
+            task.train_epoch(model, optimizer)
+            start = time.perf_counter()
+            for _ in range(epochs):
+                task.train_epoch(model, optimizer)
+            epoch_s = (time.perf_counter() - start) / epochs
+            with torch.profiler.profile() as profiler:
+                for _ in range(epochs):
+                    task.train_epoch(model, optimizer)
+            events = profiler.key_averages()
+            share = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS) / sum(
+                e.self_cpu_time_total for e in events
+            )
+            grid_epochs = int(training["epochs"]) * len(config["seeds"])
+            rows.append({
+                "dataset": dataset, "experiment": experiment, "epochs_timed": epochs,
+                "epoch_ms": round(epoch_s * 1e3, 2), "product_share": round(share, 4),
+                "product_ms": round(share * epoch_s * 1e3, 2), "grid_product_s": round(share * epoch_s * grid_epochs, 1),
+            })  # fmt: skip
+            log(f"  products {dataset}/{experiment}: {epoch_s * 1e3:.1f} ms/epoch, {share:.0%} in matrix products")
+    return rows
+
+
+def render_products(rows: list[dict[str, Any]], env: dict[str, str], cores: int = 2) -> str:
+    """Markdown: per dataset, the epoch of all experiments, its matrix products, and their
+    total over the grid (core-seconds, and minutes on ``cores`` cores)."""
+    lines = ["# Matrix products in training", "", *(f"- {key}: {value}" for key, value in env.items()), "",
+             "| dataset | epoch of all experiments (ms) | of which matrix products (ms) | products, whole grid (core-s) |",
+             "|---|---:|---:|---:|"]  # fmt: skip
+    total = 0.0
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        mine = [row for row in rows if row["dataset"] == dataset]
+        epoch, products = sum(r["epoch_ms"] for r in mine), sum(r["product_ms"] for r in mine)
+        grid = sum(r["grid_product_s"] for r in mine)
+        total += grid
+        lines.append(f"| {dataset} | {epoch:.0f} | {products:.0f} ({products / epoch:.0%}) | {grid:.0f} |")
+    lines += ["", f"All datasets: {total:.0f} core-seconds of matrix products, {total / cores / 60:.1f} minutes on {cores} cores.", ""]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -509,6 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", action="store_true", help="also time training runs of every experiment")
     parser.add_argument("--runs-only", action="store_true", help="only time training runs (implies --runs)")
     parser.add_argument("--run-epochs", type=int, default=20)
+    parser.add_argument("--products", action="store_true",
+                        help="only measure the share of matrix products in training epochs (products.{csv,md})")
+    parser.add_argument("--product-epochs", type=int, default=3)
     parser.add_argument("--config", type=Path, default=Path("config.yaml"))
     parser.add_argument("--memory-child", nargs=2, metavar=("DATASET", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -529,6 +597,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         timer = Timer(min_repeats=3, max_repeats=7, budget_s=10.0, slow_s=0.5)
         datasets = args.datasets
     started = time.perf_counter()
+    if args.products:
+        product_rows = bench_products(args.config, args.data_root, args.product_epochs, args.datasets, log)
+        with atomic_open(args.out_dir / "products.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(product_rows[0]))
+            writer.writeheader()
+            writer.writerows(product_rows)
+        with atomic_open(args.out_dir / "products.md", "w", encoding="utf-8") as handle:
+            handle.write(render_products(product_rows, environment(args.threads, tuned)))
+        log(f"wrote {args.out_dir / 'products.csv'} and {args.out_dir / 'products.md'}")
+        return 0
     if args.runs_only:
         args.runs = True
         datasets = args.datasets

@@ -348,6 +348,19 @@ def _run_name(run_cfg: dict[str, Any]) -> str:
     return f"{run_cfg['dataset']}/{run_cfg['experiment']}/seed{run_cfg['seed']}"
 
 
+def make_task(run_cfg: dict[str, Any], dataset: Sequence[Data], device: torch.device) -> _NodeTask | _GraphTask:
+    """The run's data as training reads it: the full graph (node task) or the seeded split
+    and its shuffled mini-batches (graph task).  ``task.train_epoch(model, optimizer)``
+    trains one epoch and returns its loss."""
+    if run_cfg["task"] == "node":
+        return _NodeTask(dataset[0], device)
+    if run_cfg["task"] == "graph":
+        split, seed = run_cfg["split"], int(run_cfg["seed"])
+        batch_size = int(run_cfg["training"]["batch_size"])
+        return _GraphTask(dataset, split, batch_size, seed + int(split.get("seed_offset", 0)), device)
+    raise ValueError(f"{_run_name(run_cfg)}: unknown task {run_cfg['task']!r} (expected 'node' or 'graph')")
+
+
 def train_run(
     run_cfg: dict[str, Any],
     dataset: Sequence[Data],
@@ -368,14 +381,7 @@ def train_run(
     seed = int(run_cfg["seed"])
     seed_everything(seed)
 
-    if run_cfg["task"] == "node":
-        task: _NodeTask | _GraphTask = _NodeTask(dataset[0], device)
-    elif run_cfg["task"] == "graph":
-        split = run_cfg["split"]
-        task = _GraphTask(dataset, split, int(training["batch_size"]), seed + int(split.get("seed_offset", 0)), device)
-    else:
-        raise ValueError(f"{name}: unknown task {run_cfg['task']!r} (expected 'node' or 'graph')")
-
+    task = make_task(run_cfg, dataset, device)
     model = build_model(run_cfg["model"], dataset.num_features, dataset.num_classes, run_cfg["task"]).to(device)
     # The schema's default; hand-written run configs (tests) may leave it out.
     optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training.get("expert_updates", "lazy"))
