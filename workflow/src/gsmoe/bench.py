@@ -45,7 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch_geometric.data import Data
 
 from gsmoe.batching import GraphBatcher, ShuffledBatches
-from gsmoe.config import load_config, model_defaults, resolve_run
+from gsmoe.config import experiment_datasets, load_config, model_defaults, resolve_run
 from gsmoe.datasets import load_dataset
 from gsmoe.io import atomic_open
 from gsmoe.nn import SAGEMoEConv, build_model
@@ -474,31 +474,39 @@ def _with_random_roles(ds: Any) -> Any:
     return ds
 
 
+def _seed0_runs(config_path: Path, data_root: Path, datasets: Sequence[str]) -> Iterator[tuple[Any, dict[str, Any], int]]:
+    """Seed 0 of every experiment the config runs on each of ``datasets``: ``(the loaded
+    dataset, the run config, the config's number of seeds)``.  Role gates get random role
+    distributions."""
+    config = load_config(config_path)
+    for dataset in datasets:
+        ds = _with_random_roles(_load(dataset, data_root))
+        for experiment in config["experiments"]:
+            if dataset in experiment_datasets(config, experiment):
+                yield ds, resolve_run(config, dataset, experiment, 0), len(config["seeds"])
+
+
 def bench_runs(config_path: Path, data_root: Path, epochs: int, datasets: Sequence[str],
                log: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
     """Time ``epochs`` epochs of every experiment (seed 0) with ``train_run``; extrapolate.
 
     Role gates get random role distributions (the timing does not depend on their values).
     """
-    config = load_config(config_path)
     rows = []
-    for dataset in datasets:
-        ds = _with_random_roles(_load(dataset, data_root))
-        for experiment in config["experiments"]:
-            run_cfg = resolve_run(config, dataset, experiment, 0)
-            full_epochs = int(run_cfg["training"]["epochs"])
-            run_cfg["training"]["epochs"] = epochs
-            start = time.perf_counter()
-            record = train_run(run_cfg, ds, device="cpu")
-            total = time.perf_counter() - start
-            per_epoch = record["wall_time_s"] / epochs
-            rows.append({
-                "dataset": dataset, "experiment": experiment, "epochs_timed": epochs,
-                "seconds_per_epoch": round(per_epoch, 5), "setup_s": round(total - record["wall_time_s"], 3),
-                "estimated_run_s": round(per_epoch * full_epochs + (total - record["wall_time_s"]), 2),
-                "full_epochs": full_epochs,
-            })  # fmt: skip
-            log(f"  run {dataset}/{experiment}: {per_epoch * 1e3:.1f} ms/epoch -> {rows[-1]['estimated_run_s']:.1f}s per run")
+    for ds, run_cfg, _ in _seed0_runs(config_path, data_root, datasets):
+        full_epochs = int(run_cfg["training"]["epochs"])
+        run_cfg["training"]["epochs"] = epochs
+        start = time.perf_counter()
+        record = train_run(run_cfg, ds, device="cpu")
+        total = time.perf_counter() - start
+        per_epoch = record["wall_time_s"] / epochs
+        rows.append({
+            "dataset": run_cfg["dataset"], "experiment": run_cfg["experiment"], "epochs_timed": epochs,
+            "seconds_per_epoch": round(per_epoch, 5), "setup_s": round(total - record["wall_time_s"], 3),
+            "estimated_run_s": round(per_epoch * full_epochs + (total - record["wall_time_s"]), 2),
+            "full_epochs": full_epochs,
+        })  # fmt: skip
+        log(f"  run {_run_label(run_cfg)}: {per_epoch * 1e3:.1f} ms/epoch -> {rows[-1]['estimated_run_s']:.1f}s per run")
     return rows
 
 
@@ -508,37 +516,37 @@ def bench_products(config_path: Path, data_root: Path, epochs: int, datasets: Se
     epoch), the time of a training epoch and the share of it that ``torch.profiler``
     attributes (self CPU time) to :data:`PRODUCT_OPS`; ``grid_product_s`` is that part
     times the configured epochs and seeds, a floor for the grid with these kernels."""
-    config = load_config(config_path)
     rows = []
-    for dataset in datasets:
-        ds = _with_random_roles(_load(dataset, data_root))
-        for experiment in config["experiments"]:
-            run_cfg = resolve_run(config, dataset, experiment, 0)
-            training = run_cfg["training"]
-            seed_everything(0)
-            task = make_task(run_cfg, ds, torch.device("cpu"))
-            model = build_model(run_cfg["model"], ds.num_features, ds.num_classes, run_cfg["task"])
-            optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training["expert_updates"])
+    for ds, run_cfg, seeds in _seed0_runs(config_path, data_root, datasets):
+        training = run_cfg["training"]
+        seed_everything(0)
+        task = make_task(run_cfg, ds, torch.device("cpu"))
+        model = build_model(run_cfg["model"], ds.num_features, ds.num_classes, run_cfg["task"])
+        optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training["expert_updates"])
+        task.train_epoch(model, optimizer)
+        start = time.perf_counter()
+        for _ in range(epochs):
             task.train_epoch(model, optimizer)
-            start = time.perf_counter()
+        epoch_s = (time.perf_counter() - start) / epochs
+        with torch.profiler.profile() as profiler:
             for _ in range(epochs):
                 task.train_epoch(model, optimizer)
-            epoch_s = (time.perf_counter() - start) / epochs
-            with torch.profiler.profile() as profiler:
-                for _ in range(epochs):
-                    task.train_epoch(model, optimizer)
-            events = profiler.key_averages()
-            share = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS) / sum(
-                e.self_cpu_time_total for e in events
-            )
-            grid_epochs = int(training["epochs"]) * len(config["seeds"])
-            rows.append({
-                "dataset": dataset, "experiment": experiment, "epochs_timed": epochs,
-                "epoch_ms": round(epoch_s * 1e3, 2), "product_share": round(share, 4),
-                "product_ms": round(share * epoch_s * 1e3, 2), "grid_product_s": round(share * epoch_s * grid_epochs, 1),
-            })  # fmt: skip
-            log(f"  products {dataset}/{experiment}: {epoch_s * 1e3:.1f} ms/epoch, {share:.0%} in matrix products")
+        events = profiler.key_averages()
+        share = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS) / sum(
+            e.self_cpu_time_total for e in events
+        )
+        rows.append({
+            "dataset": run_cfg["dataset"], "experiment": run_cfg["experiment"], "epochs_timed": epochs,
+            "epoch_ms": round(epoch_s * 1e3, 2), "product_share": round(share, 4),
+            "product_ms": round(share * epoch_s * 1e3, 2),
+            "grid_product_s": round(share * epoch_s * int(training["epochs"]) * seeds, 1),
+        })  # fmt: skip
+        log(f"  products {_run_label(run_cfg)}: {epoch_s * 1e3:.1f} ms/epoch, {share:.0%} in matrix products")
     return rows
+
+
+def _run_label(run_cfg: dict[str, Any]) -> str:
+    return f"{run_cfg['dataset']}/{run_cfg['experiment']}"
 
 
 def render_products(rows: list[dict[str, Any]], env: dict[str, str], cores: int = 2) -> str:
