@@ -453,11 +453,17 @@ def render_markdown(rows: list[dict[str, Any]], checks: list[dict[str, Any]], en
     return out.getvalue()
 
 
-def write_outputs(out_dir: Path, rows: list[dict[str, Any]], markdown: str, name: str = "moe_layer") -> None:
-    with atomic_open(out_dir / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+def _write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: Sequence[str]) -> None:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_outputs(out_dir: Path, rows: list[dict[str, Any]], markdown: str, name: str = "moe_layer",
+                  fieldnames: Sequence[str] = CSV_FIELDS) -> None:  # fmt: skip
+    """``<name>.csv`` (the rows) and ``<name>.md``, each written atomically."""
+    _write_csv(out_dir / f"{name}.csv", rows, fieldnames)
     with atomic_open(out_dir / f"{name}.md", "w", encoding="utf-8") as handle:
         handle.write(markdown)
 
@@ -607,12 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     if args.products:
         product_rows = bench_products(args.config, args.data_root, args.product_epochs, args.datasets, log)
-        with atomic_open(args.out_dir / "products.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(product_rows[0]))
-            writer.writeheader()
-            writer.writerows(product_rows)
-        with atomic_open(args.out_dir / "products.md", "w", encoding="utf-8") as handle:
-            handle.write(render_products(product_rows, environment(args.threads, tuned)))
+        markdown = render_products(product_rows, environment(args.threads, tuned))
+        write_outputs(args.out_dir, product_rows, markdown, name="products", fieldnames=list(product_rows[0]))
         log(f"wrote {args.out_dir / 'products.csv'} and {args.out_dir / 'products.md'}")
         return 0
     if args.runs_only:
@@ -644,10 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.runs:
         run_rows = bench_runs(args.config, args.data_root, args.run_epochs, datasets, log)
-        with atomic_open(args.out_dir / "run_times.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(run_rows[0]))
-            writer.writeheader()
-            writer.writerows(run_rows)
+        _write_csv(args.out_dir / "run_times.csv", run_rows, list(run_rows[0]))
         log(f"wrote {args.out_dir / 'run_times.csv'}")
     return 0
 
