@@ -183,8 +183,8 @@ def test_balance_loss_is_cv_squared_of_importance_when_load_is_uniform() -> None
     [
         (dict(num_experts=4, k=5), "top_k=5, num_experts=4"),
         (dict(num_experts=4, k=0), "top_k=0"),
-        (dict(num_experts=4, k=2, pool="edge"), "pool must be 'graph', 'node' or 'batch'"),
-        (dict(num_experts=4, k=2, noise="gaussian"), "noise must be 'independent' or 'shared'"),
+        (dict(num_experts=4, k=2, pool="edge"), "pool must be one of 'graph', 'node', 'batch'; got 'edge'"),
+        (dict(num_experts=4, k=2, noise="gaussian"), "noise must be one of 'independent', 'shared'; got 'gaussian'"),
         (dict(num_experts=4, k=2, noise="shared", balance_loss_weight=0.1), "use noise 'independent'"),
         (dict(num_experts=4, k=2, balance_loss_weight=-1.0), "balance_loss_weight must be >= 0"),
     ],

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.nn import Linear, Module
 from torch_geometric.nn import MessagePassing
 
+from gsmoe.nn.choices import check_choice
 from gsmoe.nn.experts import ExpertLinear, mix
 from gsmoe.nn.gates import NOISES, POOLS, DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
 from gsmoe.nn.inputs import Parts, SparseFeatures, linear, mean_adjacency, to_dense
@@ -21,12 +22,6 @@ ACTIVATIONS = ("inside", "outside")
 #: Multiply-adds up to which a padded per-graph product beats the general top-k dispatch
 #: whatever the padding (its fixed cost is about a dozen operations fewer per size class).
 GROUPED_MAX_WORK = 2**25
-
-
-def check_choice(key: str, value: object, choices: Tuple[str, ...]) -> None:
-    """Raise a ValueError naming ``key`` when ``value`` is not one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 class SAGEMoEConv(MessagePassing):

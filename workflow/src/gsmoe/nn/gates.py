@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gsmoe.nn.choices import check_choice
 from gsmoe.nn.inputs import Parts, linear, mean_pool, split_mm
 
 #: Routing units of :class:`NoisyTopKGate` (``pool``) and its noise kinds (``noise``).
@@ -203,10 +204,8 @@ class NoisyTopKGate(nn.Module):
         super().__init__()
         if not 1 <= k <= num_experts:
             raise ValueError(f"top_k must satisfy 1 <= top_k <= num_experts, got top_k={k}, num_experts={num_experts}")
-        if pool not in POOLS:
-            raise ValueError(f"pool must be 'graph', 'node' or 'batch', got {pool!r}")
-        if noise not in NOISES:
-            raise ValueError(f"noise must be 'independent' or 'shared', got {noise!r}")
+        check_choice("pool", pool, POOLS)
+        check_choice("noise", noise, NOISES)
         if balance_loss_weight < 0:
             raise ValueError(f"balance_loss_weight must be >= 0, got {balance_loss_weight}")
         if balance_loss_weight > 0 and noise == "shared":

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn import global_max_pool
 
-from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, PLACEMENTS, SAGEMoEConv, check_choice
+from gsmoe.nn.choices import check_choice
+from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, PLACEMENTS, SAGEMoEConv
 from gsmoe.nn.gates import NOISES, POOLS
 from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse, mean_adjacency
 
