@@ -21,6 +21,7 @@ from gsmoe.config import model_defaults
 from gsmoe.io import read_json, write_json
 from gsmoe.report.aggregate import load_runs, runs_frame
 from gsmoe.roles import attach_roles, dataset_roles
+from gsmoe.tasks import GraphTask, NodeTask
 from gsmoe.train import TrainingDivergedError, train_and_save, train_run
 
 N_ROLES = 4
@@ -128,7 +129,7 @@ def test_huge_lr_raises_naming_run_and_epoch(epochs: int) -> None:
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_loss_raises_naming_run_and_epoch(monkeypatch: pytest.MonkeyPatch, task: str, bad: float) -> None:
     """The loss of epoch 2 becomes NaN/inf: the error names the run and that epoch."""
-    task_class = train_mod._NodeTask if task == "node" else train_mod._GraphTask  # noqa: SLF001
+    task_class = NodeTask if task == "node" else GraphTask
     original = task_class.train_epoch
     calls = []
 
@@ -147,7 +148,7 @@ def test_non_finite_loss_raises_naming_run_and_epoch(monkeypatch: pytest.MonkeyP
 def test_divergence_after_last_evaluation_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     """The last step overflows the weights, and no evaluation follows it (epochs 3,
     evaluated at epoch 0 only): the final parameter check fails the run."""
-    original = train_mod._NodeTask.train_epoch  # noqa: SLF001
+    original = NodeTask.train_epoch
     calls = []
 
     def train_epoch(self: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
@@ -158,7 +159,7 @@ def test_divergence_after_last_evaluation_raises(monkeypatch: pytest.MonkeyPatch
                 next(model.parameters()).fill_(math.inf)  # as if this step had overflowed
         return loss
 
-    monkeypatch.setattr(train_mod._NodeTask, "train_epoch", train_epoch)  # noqa: SLF001
+    monkeypatch.setattr(NodeTask, "train_epoch", train_epoch)
     cfg = run_config("node", epochs=3, eval_every=5)
     with pytest.raises(
         TrainingDivergedError, match=r"run Tiny/exp/seed0: parameters \[.*\] are not finite after the last epoch \(2\)"

@@ -158,7 +158,7 @@ def test_lazy_expert_updates_equal_a_full_step_with_unrouted_rows_restored(place
 
     from gsmoe.config import model_defaults
     from gsmoe.nn import build_model
-    from gsmoe.train import LazyExpertUpdates, _parameter_groups
+    from gsmoe.optim import LazyExpertUpdates, _parameter_groups
 
     torch.manual_seed(0)
     graphs = [Data(x=torch.randn(5, 4), edge_index=torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]), y=torch.tensor([i % 3]))
@@ -184,7 +184,7 @@ def test_lazy_expert_updates_equal_a_full_step_with_unrouted_rows_restored(place
 
 
 def test_lazy_expert_updates_refuse_what_they_cannot_reproduce() -> None:
-    from gsmoe.train import LazyExpertUpdates
+    from gsmoe.optim import LazyExpertUpdates
 
     model = torch.nn.Linear(2, 2)
     with pytest.raises(TypeError, match="needs torch.optim.Adam"):
@@ -198,7 +198,7 @@ def test_lazy_expert_updates_touch_only_routed_experts() -> None:
 
     from gsmoe.config import model_defaults
     from gsmoe.nn import build_model
-    from gsmoe.train import LazyExpertUpdates, _parameter_groups
+    from gsmoe.optim import LazyExpertUpdates, _parameter_groups
 
     torch.manual_seed(0)
     data = Data(x=torch.randn(6, 5), edge_index=torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]), y=torch.arange(6) % 2)

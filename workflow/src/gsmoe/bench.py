@@ -9,7 +9,7 @@ for the baseline, dense gating with 4, 8 and 16 experts and noisy top-4 of 128 e
     model feeds it: sparse features on Planetoid);
 ``epoch``
     one training epoch of the model with its optimiser step, as training runs it
-    (:func:`gsmoe.train.make_optimizer`: lazy expert updates; the loop reference takes the
+    (:func:`gsmoe.optim.make_optimizer`: lazy expert updates; the loop reference takes the
     plain full Adam step) (Cora, PubMed: one full-batch step; ENZYMES: the 15 batches of
     the 480 training graphs, collation included, as training batches them);
 ``step``
@@ -52,7 +52,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch_geometric.data import Data
 
 from gsmoe.batching import GraphBatcher, ShuffledBatches
@@ -65,7 +64,9 @@ from gsmoe.nn.reference import ReferenceConv, reference_model
 from gsmoe.nn.runtime import keep_freed_memory, malloc_thresholds
 from gsmoe.roles import RoleTable, attach_roles
 from gsmoe.splits import graph_splits
-from gsmoe.train import make_optimizer, make_task, seed_everything, train_run
+from gsmoe.optim import make_optimizer
+from gsmoe.tasks import make_task, train_step, training_loss
+from gsmoe.train import seed_everything, train_run
 
 DATASETS: dict[str, dict[str, Any]] = {
     # name: loader source, task, training hyper-parameters of config.yaml
@@ -181,29 +182,23 @@ def _layer_job(conv: torch.nn.Module, data: Data, vectorized: bool) -> Callable[
 
 
 def _optimizer(model: torch.nn.Module, dataset: str, vectorized: bool) -> Any:
-    """What training uses (``gsmoe.train.make_optimizer``, lazy expert updates) for the
+    """What training uses (``gsmoe.optim.make_optimizer``, lazy expert updates) for the
     vectorised model; the straightforward full Adam step for the loop reference."""
     return make_optimizer(model, DATASETS[dataset]["lr"], WEIGHT_DECAY, "lazy" if vectorized else "dense")
 
 
-def _train_step(model: torch.nn.Module, optimizer: Any, data: Data, task: str) -> None:
-    optimizer.zero_grad()
-    out = model(data)
-    if task == "node":
-        loss = F.nll_loss(out.log_probs[data.train_mask], data.y[data.train_mask])
-    else:
-        loss = F.nll_loss(out.log_probs, data.y.view(-1))
-    (loss + out.aux_loss).backward()
-    optimizer.step()
+def _train_mask(data: Data, dataset: str) -> torch.Tensor | None:
+    """The rows a training step's loss reads (node task), or None (every graph of a batch)."""
+    return data.train_mask if DATASETS[dataset]["task"] == "node" else None
 
 
 def _step_job(model: torch.nn.Module, dataset: str, data: Data, vectorized: bool) -> Callable[[], None]:
     optimizer = _optimizer(model, dataset, vectorized)
-    task = DATASETS[dataset]["task"]
+    mask = _train_mask(data, dataset)
 
     def job() -> None:
         model.train()
-        _train_step(model, optimizer, data, task)
+        train_step(model, optimizer, data, mask)
 
     return job
 
@@ -214,7 +209,7 @@ def _epoch_job(model: torch.nn.Module, dataset: str, loader: ShuffledBatches, ve
     def job() -> None:
         model.train()
         for batch in loader:
-            _train_step(model, optimizer, batch, "graph")
+            train_step(model, optimizer, batch)
 
     return job
 
@@ -296,15 +291,15 @@ def memory_child(dataset: str, config: str, data_root: Path, threads: int) -> di
     torch.set_num_threads(threads)
     ds = _load(dataset, data_root)
     work = _workload(dataset, ds)
-    data, task = work["step"], DATASETS[dataset]["task"]
+    data, mask = work["step"], _train_mask(work["step"], dataset)
     gc.collect()
     before = _rss_kib("VmRSS")
     torch.manual_seed(0)
-    model = build_model(_model_cfg(config, dataset), ds.num_features, ds.num_classes, task)
+    model = build_model(_model_cfg(config, dataset), ds.num_features, ds.num_classes, DATASETS[dataset]["task"])
     optimizer = _optimizer(model, dataset, vectorized=True)
     model.train()
     for _ in range(2):
-        _train_step(model, optimizer, data, task)
+        train_step(model, optimizer, data, mask)
     optimizer.zero_grad()
     gc.collect()
     base = _rss_kib("VmRSS")
@@ -316,14 +311,11 @@ def memory_child(dataset: str, config: str, data_root: Path, threads: int) -> di
                 handle.write("5")
         except OSError:
             pass
-        out = model(data)
-        logits = out.log_probs[data.train_mask] if task == "node" else out.log_probs
-        labels = data.y[data.train_mask] if task == "node" else data.y.view(-1)
-        loss = F.nll_loss(logits, labels) + out.aux_loss
+        loss = training_loss(model, data, mask)
         activation = max(activation, _rss_kib("VmHWM") - base)
         loss.backward()
         optimizer.step()
-        del out, logits, loss
+        del loss
         step = max(step, _rss_kib("VmHWM") - base)
     return {
         "persistent_mb": (base - before) / 1024.0,
