@@ -91,6 +91,24 @@ def test_matches_per_expert_reference(kwargs: dict, train: bool) -> None:
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("gate", list(GATES))
+def test_matches_reference_in_double_precision(gate: str) -> None:
+    """In float64 the layer and the loop agree to 1e-10: the float32 tolerances above hide
+    no real difference, and the reference follows the input's dtype (noise included)."""
+    kwargs = dict(placement="both", num_experts=E, **GATES[gate])
+    conv = _make_conv(kwargs).double().train(gate.startswith("topk"))
+    x, edge_index, batch, roles = _graph_batch()
+    x, roles = x.double(), roles.double()
+
+    torch.manual_seed(123)
+    out, _ = conv(x, edge_index, batch=batch, roles=roles)
+    torch.manual_seed(123)
+    expected = reference_conv(conv, x, edge_index, batch=batch, roles=roles)
+
+    assert expected.dtype == torch.float64
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("placement", ["message", "aggregate", "both"])
 def test_single_graph_routed_as_a_whole_matches_reference(placement: str, train: bool) -> None:

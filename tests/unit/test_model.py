@@ -168,15 +168,38 @@ def test_aux_loss_collected_in_training_only() -> None:
 
 
 def test_dropout_after_every_conv_and_determinism() -> None:
+    """Dropout (p=0.5) acts on the output of every conv (the inputs of the second conv and
+    of the head): in training each entry is either dropped or the eval-mode value doubled,
+    and some are dropped.  The same seed gives the same training pass, another seed another."""
     data = _node_data()
-    outs = []
-    for _ in range(2):
-        torch.manual_seed(1)
-        model = build_model({**DESIGN_CFG, "gate": "noisy_topk", "top_k": 2}, 8, 3, "node").train()
-        outs.append(model(data).log_probs)
-    assert torch.equal(outs[0], outs[1])
+    torch.manual_seed(0)
+    model = build_model(DESIGN_CFG, 8, 3, "node")  # dense gate: no routing noise
+    seen: dict[str, torch.Tensor] = {}
+    for name in ("convs.1", "head"):
+        model.get_submodule(name).register_forward_pre_hook(lambda _, args, name=name: seen.__setitem__(name, args[0]))
+    model.convs[1].register_forward_hook(lambda _, args, out: seen.__setitem__("convs.1 out", torch.relu(out[0])))
+
+    model.eval()
+    model(data)
+    eval_inputs = dict(seen)
+    model.train()
+    torch.manual_seed(1)
+    first = model(data).log_probs
+    # The first conv's output, as the second conv reads it: dropped, or the eval value / (1 - p).
+    kept = seen["convs.1"] != 0
+    torch.testing.assert_close(seen["convs.1"][kept], 2 * eval_inputs["convs.1"][kept])
+    assert bool((~kept & (eval_inputs["convs.1"] != 0)).any())
+    # The last conv's output (this pass's), as the head reads it.
+    kept = seen["head"] != 0
+    torch.testing.assert_close(seen["head"][kept], 2 * seen["convs.1 out"][kept])
+    assert bool((~kept & (seen["convs.1 out"] != 0)).any())
+
+    torch.manual_seed(1)
+    assert torch.equal(model(data).log_probs, first)
     torch.manual_seed(2)
-    assert not torch.equal(model(data).log_probs, outs[0])
+    assert not torch.equal(model(data).log_probs, first)
+    model.eval()
+    assert torch.equal(model(data).log_probs, model(data).log_probs)
 
 
 @pytest.mark.parametrize("variant", ["baseline", "topk-graph-both", "dense-aggregate"])

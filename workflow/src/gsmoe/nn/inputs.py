@@ -251,13 +251,6 @@ def maybe_sparse(x: Tensor, threshold: float = SPARSE_THRESHOLD) -> Union[Tensor
     return SparseFeatures(x) if density < threshold else x
 
 
-def part_mm(part: Part, weight: Tensor) -> Tensor:
-    """``part @ weight`` for a dense or sparse part."""
-    if isinstance(part, SparseFeatures):
-        return part.matmul(weight)
-    return part @ weight
-
-
 def split_mm(parts: Parts, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     r"""``CONCAT(parts) @ weight + bias`` without building the concatenation.
 

@@ -18,7 +18,9 @@ from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse, mean
 TASKS = ("node", "graph")
 
 #: Keys of the ``model:`` block of a run config (docs/design.md).  A run config sets every
-#: one; their defaults are defined once, in the config schema (``gsmoe.config.model_defaults``).
+#: one (:func:`build_model` uses no default); the workflow's defaults are defined once, in
+#: the config schema (``gsmoe.config.model_defaults``).  The constructors' own defaults
+#: (PyG-style: a dense 4-expert layer) serve direct use of the library and differ from them.
 MODEL_KEYS: tuple[str, ...] = (
     "hidden",
     "num_layers",

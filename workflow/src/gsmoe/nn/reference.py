@@ -62,9 +62,9 @@ def reference_coefficients(
         rows = h
     logits = rows @ gate.w_gate
     if gate.noise == "shared":
-        logits = logits + torch.randn(()) * F.softplus(rows @ gate.w_noise)
+        logits = logits + torch.randn((), dtype=rows.dtype, device=rows.device) * F.softplus(rows @ gate.w_noise)
     elif gate.training:
-        logits = logits + torch.randn(logits.shape) * F.softplus(rows @ gate.w_noise)
+        logits = logits + torch.randn(logits.shape, dtype=logits.dtype, device=logits.device) * F.softplus(rows @ gate.w_noise)
     keep = torch.topk(logits, gate.k, dim=-1).indices
     masked = torch.full_like(logits, float("-inf")).scatter(1, keep, logits.gather(1, keep))
     coefficients = torch.softmax(masked, -1)
@@ -94,7 +94,7 @@ def reference_conv(
     x = to_dense(x)
     num_nodes = x.size(0)
     if batch is None:
-        batch = torch.zeros(num_nodes, dtype=torch.long)
+        batch = torch.zeros(num_nodes, dtype=torch.long, device=x.device)
     num_graphs = int(batch.max()) + 1
     src, dst = edge_index
 
@@ -105,8 +105,8 @@ def reference_conv(
         gating_node = dst if conv.message_gate_node == "target" else src
         experts = conv.message_experts
         messages = _mixture(x[src], coefficients[gating_node], experts.weight, experts.bias, conv.message_activation)
-    summed = torch.zeros(num_nodes, conv.out_channels).index_add(0, dst, messages)
-    degree = torch.zeros(num_nodes).index_add(0, dst, torch.ones(dst.numel()))
+    summed = x.new_zeros(num_nodes, conv.out_channels).index_add(0, dst, messages)
+    degree = x.new_zeros(num_nodes).index_add(0, dst, x.new_ones(dst.numel()))
     agg = summed / degree.clamp(min=1).unsqueeze(1)
 
     x_cat = torch.cat([x, agg], 1)
