@@ -451,6 +451,41 @@ def test_unknown_source():
     check_fails(cfg, r"config: datasets\.Cora\.source \('ogb'\) is not a key of sources")
 
 
+def test_source_without_loader():
+    cfg = minimal()
+    cfg["sources"]["tu2"] = {"url": "https://example.org/tu"}
+    cfg["datasets"]["ENZYMES"]["source"] = "tu2"
+    check_fails(cfg, r"config: datasets\.ENZYMES\.source \('tu2'\) has no loader: gsmoe reads planetoid \(node task\) and tu")
+
+
+@pytest.mark.parametrize("dataset,task,expected", [("Cora", "graph", "node"), ("ENZYMES", "node", "graph")])
+def test_task_must_match_the_source(dataset: str, task: str, expected: str):
+    """Cora as a graph task used to pass validation and fail in training with an IndexError."""
+    cfg = minimal()
+    cfg["datasets"][dataset]["task"] = task
+    cfg["datasets"][dataset].pop("split", None)
+    check_fails(cfg, rf"config: datasets\.{dataset}\.task is '{task}', but .* set task: {expected}\.")
+
+
+def test_loader_tasks_match_the_loaders():
+    from gsmoe.config import SOURCE_TASKS
+    from gsmoe.datasets import SOURCES
+
+    assert set(SOURCE_TASKS) == set(SOURCES)
+
+
+def test_raw_file_needs_a_checksum():
+    cfg = minimal()
+    cfg["datasets"]["Cora"]["files"][0]["sha256"] = None
+    check_fails(cfg, r"config: datasets\.Cora\.files\[0\] \(ind\.cora\.x\) has no checksum")
+    cfg = minimal()
+    zip_spec = next(f for f in cfg["datasets"]["ENZYMES"]["files"] if f["relpath"].endswith(".zip"))
+    zip_spec["sha256"] = None
+    validate_config(cfg)  # members alone verify a zip
+    zip_spec["members"] = {}
+    check_fails(cfg, r"config: datasets\.ENZYMES\.files\[0\] \(ENZYMES\.zip\) has no checksum")
+
+
 def test_split_checks():
     cfg = minimal()
     cfg["datasets"]["ENZYMES"]["split"] = {"standard": [0.8, 0.1, 0.2]}

@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+#: The task of each dataset source's loader (``gsmoe.datasets``, which this module does not
+#: import: the report stage validates the config without torch): Planetoid datasets are one
+#: graph with public node masks, TU datasets many labelled graphs.
+SOURCE_TASKS = {"planetoid": "node", "tu": "graph"}
 _URL_SCHEMES = ("http", "https", "file")
 
 
@@ -302,6 +306,17 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
                 f"config: datasets.{name}.source ({ds['source']!r}) is not a key of sources "
                 f"(known: {', '.join(sources) or 'none'}); add it under sources: with its url."
             )
+        if ds["source"] not in SOURCE_TASKS:
+            errors.append(
+                f"config: datasets.{name}.source ({ds['source']!r}) has no loader: gsmoe reads "
+                f"{' and '.join(f'{s} ({t} task)' for s, t in SOURCE_TASKS.items())} datasets; "
+                "another format needs a loader in gsmoe.datasets."
+            )
+        elif ds["task"] != SOURCE_TASKS[ds["source"]]:
+            errors.append(
+                f"config: datasets.{name}.task is {ds['task']!r}, but {ds['source']} datasets are "
+                f"{SOURCE_TASKS[ds['source']]}-classification data; set task: {SOURCE_TASKS[ds['source']]}."
+            )
         relpaths = [f["relpath"] for f in ds["files"]]
         for dup in sorted({r for r in relpaths if relpaths.count(r) > 1}):
             errors.append(f"config: datasets.{name}.files lists {dup!r} twice.")
@@ -315,6 +330,11 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
                 )
             if spec.get("members") and not spec["relpath"].endswith(".zip"):
                 errors.append(f"config: datasets.{name}.files[{i}].members is only allowed for .zip files.")
+            if spec.get("sha256") is None and not spec.get("members"):
+                errors.append(
+                    f"config: datasets.{name}.files[{i}] ({spec['relpath']}) has no checksum; every raw "
+                    "file is verified: set its sha256 (sha256sum <file>), or members for a zip archive."
+                )
         split = ds.get("split")
         if ds["task"] == "node" and split:
             errors.append(f"config: datasets.{name}.split is only used by graph tasks; remove it (task is node).")
