@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
+# Where pip finds the CPU build of torch (the lock's torch==2.13.0).  Empty: pip's own
+# configuration (its index or find-links).  Where that index serves the CUDA build (PyPI on
+# Linux, which then needs nvidia-* wheels the lock does not pin), use
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: install run test test-fast lint
 
@@ -12,6 +17,7 @@ $(BIN)/snakemake: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# the pip that envs/*.yaml pin (a new venv brings the interpreter's bundled one)
 	$(BIN)/python -m pip install --quiet pip==$$(sed -n 's/^ *- pip=//p' envs/gsmoe.yaml)
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet --index-url $(TORCH_INDEX) torch==$$(sed -n 's/^torch==//p' requirements.lock))
 	$(BIN)/pip install --quiet -r requirements.lock
 	# graphrole 1.1.1 declares pandas<2, which cannot work with numpy 2; it runs fine on
 	# the pinned pandas, so it is installed without its declared dependencies.
