@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gsmoe.bench import CONFIGS, QUICK_CONFIGS, main, targets
-from gsmoe.config import load_config
+from gsmoe.bench import BATCH_SIZE, CONFIGS, DATASETS, QUICK_CONFIGS, WEIGHT_DECAY, main, targets
+from gsmoe.config import experiment_datasets, load_config, resolve_run
 from gsmoe.datasets import prepare_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +18,18 @@ MIRROR = ROOT.parent / "shared" / "datasets"
 
 def _row(config: str, scope: str = "layer", vectorized: float = 10.0, speedup: float | str = "", **memory: float) -> dict:
     return {"dataset": "Cora", "scope": scope, "config": config, "vectorized_ms": vectorized, "speedup": speedup, **memory}
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_workloads_use_the_configured_hyper_parameters(dataset: str) -> None:
+    """The benchmark's fixed workloads (issue #6) train as config.yaml's runs do: a changed
+    learning rate, dropout, weight decay or batch size there must be changed here too."""
+    config = load_config(ROOT / "config.yaml")
+    experiment = next(e for e in config["experiments"] if dataset in experiment_datasets(config, e))
+    run = resolve_run(config, dataset, experiment, 0)
+    expected = {"source": run["source"], "task": run["task"], "lr": run["training"]["lr"], "dropout": run["model"]["dropout"]}
+    assert {key: DATASETS[dataset][key] for key in expected} == expected
+    assert (run["training"]["weight_decay"], run["training"]["batch_size"], run["pyg_name"]) == (WEIGHT_DECAY, BATCH_SIZE, dataset)
 
 
 def test_targets_pass_and_fail_on_their_bounds() -> None:

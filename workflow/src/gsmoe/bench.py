@@ -69,7 +69,8 @@ from gsmoe.tasks import make_task, train_step, training_loss
 from gsmoe.train import seed_everything, train_run
 
 DATASETS: dict[str, dict[str, Any]] = {
-    # name: loader source, task, training hyper-parameters of config.yaml
+    # name: loader source, task, training hyper-parameters of config.yaml (the fixed workloads
+    # of the layer/step/epoch benchmark; tests/unit/test_bench.py checks that they agree)
     "Cora": {"source": "planetoid", "task": "node", "lr": 0.01, "dropout": 0.5},
     "PubMed": {"source": "planetoid", "task": "node", "lr": 0.001, "dropout": 0.0},
     "ENZYMES": {"source": "tu", "task": "graph", "lr": 0.001, "dropout": 0.0},
@@ -463,11 +464,11 @@ def write_outputs(out_dir: Path, rows: list[dict[str, Any]], markdown: str, name
 # --------------------------------------------------------------------------- training runs
 
 
-def _with_random_roles(ds: Any) -> Any:
+def _with_random_roles(ds: Any, n_roles: int) -> Any:
     """``ds`` with random role distributions attached (timings do not depend on their values)."""
     data = ds._data  # noqa: SLF001 (collated storage: one roles row per node)
     ptr = np.asarray(ds.slices["x"]) if ds.slices is not None and "x" in ds.slices else np.array([0, data.num_nodes])
-    roles = np.random.default_rng(0).dirichlet(np.ones(4), size=int(data.num_nodes)).astype(np.float32)
+    roles = np.random.default_rng(0).dirichlet(np.ones(n_roles), size=int(data.num_nodes)).astype(np.float32)
     attach_roles(ds, RoleTable(roles, ptr.astype(np.int64), np.zeros(len(ptr) - 1, dtype=bool)))
     return ds
 
@@ -478,7 +479,7 @@ def _seed0_runs(config_path: Path, data_root: Path, datasets: Sequence[str]) -> 
     distributions."""
     config = load_config(config_path)
     for dataset in datasets:
-        ds = _with_random_roles(_load(dataset, data_root))
+        ds = _with_random_roles(_load(dataset, data_root), config["roles"]["n_roles"])
         for experiment in config["experiments"]:
             if dataset in experiment_datasets(config, experiment):
                 yield ds, resolve_run(config, dataset, experiment, 0), len(config["seeds"])
