@@ -16,12 +16,34 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _process_umask() -> int:
+    # Linux reports the umask in /proc; elsewhere it can only be read by setting it and
+    # setting it back, a global change another thread could see, hence once, at import
+    # (and to 0o077 meanwhile: a file created in that window is private, not world-writable).
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates its file 0600 and os.replace keeps the mode, so outputs would be private
+# to their writer on a shared machine; they get the mode open() would have given instead.
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     The temporary file lives in the same directory (same filesystem), so the final
-    ``os.replace`` is atomic.  On any exception the temporary file is removed.
+    ``os.replace`` is atomic.  The file gets the permissions a plain ``open`` would give
+    it (``0o666`` less the umask).  On any exception the temporary file is removed.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +52,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -53,6 +76,13 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file written by :func:`write_json`."""
+    """Read a JSON file written by :func:`write_json`.
+
+    Raises:
+        ValueError: the file is not valid UTF-8 JSON (e.g. truncated by a full disk, or edited).
+    """
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); delete it and rerun the job that writes it") from err
