@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import networkx as nx
@@ -347,6 +348,24 @@ def test_save_load_roundtrip_and_validation(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sum to 1"):
         load_roles(tmp_path / "nan.npz")
 
+
+
+@pytest.mark.parametrize(
+    ("damage", "cause"),
+    [
+        (lambda data: data[: len(data) // 2], "BadZipFile"),
+        (lambda data: b"", "EOFError"),
+        (lambda data: b"garbage, not an npz file" * 10, "ValueError"),  # numpy's own: "pickled data"
+        (lambda data: data[:200] + bytes(60) + data[260:], "BadZipFile"),  # bad CRC
+    ],
+    ids=["truncated", "empty", "garbage", "corrupt"],
+)
+def test_unreadable_roles_file_names_it_and_the_fix(tmp_path: Path, damage: Callable[[bytes], bytes], cause: str) -> None:
+    path = tmp_path / "roles" / "Cora.npz"
+    save_roles(path, _uniform_table([15, 4, 17]))
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=rf"Cora\.npz is not a readable roles file \({cause}.*rerun the `roles` rule"):
+        load_roles(path)
 
 def test_attach_roles_batches(tmp_path: Path) -> None:
     ds = _small_dataset()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -219,17 +220,29 @@ def load_roles(path: str | Path, dataset: InMemoryDataset | None = None) -> Role
     """Read a table written by :func:`save_roles`; with ``dataset``, check that it fits it.
 
     Raises:
-        ValueError: keys, shapes or rows are invalid, or the sizes differ from ``dataset``
+        FileNotFoundError: there is no file at ``path``.
+        ValueError: the file cannot be read as ``.npz`` (truncated, not an ``.npz``),
+            keys, shapes or rows are invalid, or the sizes differ from ``dataset``
             (typically a roles file left over from another dataset or PyG version).
     """
-    with np.load(path, allow_pickle=False) as npz:
-        missing = {"roles", "ptr", "fallback"} - set(npz.files)
-        if missing:
-            raise ValueError(f"{path} is not a roles file: it lacks {sorted(missing)}")
-        try:
-            table = RoleTable(roles=npz["roles"], ptr=npz["ptr"], fallback=npz["fallback"])
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+    fix = f"delete it and rerun the `roles` rule (e.g. `snakemake {path}`)"
+    keys = ("roles", "ptr", "fallback")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in keys if key in npz.files}
+    except FileNotFoundError:
+        raise
+    # Truncation shows as BadZipFile or EOFError, other bytes as a ValueError about pickles;
+    # none of them names the file.
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{path} is not a readable roles file ({type(err).__name__}: {err}); {fix}") from err
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise ValueError(f"{path} is not a roles file: it lacks {missing}; {fix}")
+    try:
+        table = RoleTable(**arrays)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}; {fix}") from err
     if dataset is not None:
         _check_fits(table, dataset, str(path))
     return table
