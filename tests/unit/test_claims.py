@@ -427,6 +427,26 @@ def test_write_claims_header_only_runs(tmp_path: Path) -> None:
     assert set(pd.read_csv(tmp_path / "c.csv")["verdict"]) == {"not run"}
 
 
+
+@pytest.mark.parametrize("name", ["NA", "None", "null", "nan"])
+def test_write_claims_reads_na_like_names_as_names(tmp_path: Path, name: str) -> None:
+    # The config schema allows these names; pandas' default NA handling would turn them into NaN.
+    runs = base_runs()
+    runs = runs[runs["experiment"].isin(["base", "win"])]
+    runs = runs.replace({"experiment": {"win": name}, "dataset": {"ENZYMES": name}})
+    runs_csv = tmp_path / "runs.csv"
+    runs.to_csv(runs_csv, index=False)
+    cfg = {
+        "experiments": {"base": EXPERIMENTS["base"], name: {"label": name, "paper": {"Cora": 0.75}}},
+        "datasets": {"Cora": {}, name: {}},
+        "claims": [claim("c", name, "base")],
+    }
+    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
+    table = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
+    assert set(table["dataset"]) == {"Cora", name}
+    assert set(table[table["dataset"] == "Cora"]["verdict"]) == {"holds"}
+    assert set(table[table["dataset"] == name]["verdict"]) == {"does not hold"}  # ENZYMES' "win" loses
+
 # ----------------------------------------------------------------------------- the shipped configs
 
 
