@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from gsmoe.config import load_config, raw_files, resolve_run
+from gsmoe.config import ConfigError, load_config, raw_files, resolve_run
 
 
 def _positive_int(text: str) -> int:
@@ -22,12 +24,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _dataset_spec(config: Mapping[str, Any], name: str, config_path: str) -> dict[str, Any]:
+    if name not in config["datasets"]:
+        raise ConfigError(
+            f"{config_path}: no dataset {name!r}; use one of {', '.join(config['datasets'])} "
+            "(names are case-sensitive) or add it under `datasets:`"
+        )
+    return config["datasets"][name]
+
+
 def _fetch(args: argparse.Namespace) -> None:
     from gsmoe.datasets import prepare_dataset
     from gsmoe.download import fetch
 
     config = load_config(args.config)
-    spec = config["datasets"][args.dataset]
+    spec = _dataset_spec(config, args.dataset, args.config)
     paths = []
     for item in raw_files(config, args.dataset):
         dest = Path(args.raw_dir) / spec["source"] / item["relpath"]
@@ -44,7 +55,7 @@ def _roles(args: argparse.Namespace) -> None:
     from gsmoe.roles import dataset_roles, save_roles
 
     config = load_config(args.config)
-    spec = config["datasets"][args.dataset]
+    spec = _dataset_spec(config, args.dataset, args.config)
     dataset = load_dataset(spec["source"], spec["pyg_name"], Path(args.root))
     roles = config["roles"]
     table = dataset_roles(dataset, n_roles=roles["n_roles"], seed=roles["seed"], workers=args.workers)
@@ -83,8 +94,17 @@ def _report(args: argparse.Namespace) -> None:
             if run["dataset"] == figure["dataset"] and run["experiment"] in figure["experiments"]
             and Path(path).exists()
         ]
-        write_figure(figure_runs, figure, config["experiments"], str(out / "figures" / f"{name}.pdf"),
-                     str(out / "figures" / f"{name}.png"))
+        pdf, png = out / "figures" / f"{name}.pdf", out / "figures" / f"{name}.png"
+        if not figure_runs and args.allow_missing:
+            # A copy from an earlier report would pass for a figure of these runs.
+            pdf.unlink(missing_ok=True)
+            png.unlink(missing_ok=True)
+            warnings.warn(
+                f"figure {name}: no runs of {figure['experiments']} on {figure['dataset']} in {args.runs_dir}; "
+                "skipped (an earlier copy of it in --out is removed)"
+            )
+            continue
+        write_figure(figure_runs, figure, config["experiments"], str(pdf), str(png))
     write_claims(str(out / "runs.csv"), config, str(out / "claims.md"), str(out / "claims.csv"))
     print(f"report of {args.runs_dir} written to {out}", file=sys.stderr)
 
@@ -129,13 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="output folder")
     report.add_argument("--allow-missing", action="store_true",
                         help="report cells with fewer seeds than configured (n is recorded per cell) "
-                        "instead of failing on missing runs")
+                        "instead of failing on missing runs; a figure without any runs is skipped with a "
+                        "warning and its file from an earlier report removed")
     report.set_defaults(func=_report)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
+    """Entry point; returns the process exit status.
+
+    Bad input (the package raises ``ValueError`` for it, ``ConfigError`` included) and a
+    missing file end in one ``error: ...`` on stderr and status 1; any other exception is a
+    bug and keeps its traceback.
+    """
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
