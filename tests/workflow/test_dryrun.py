@@ -155,6 +155,17 @@ def test_bad_config_names_the_key(tmp_path):
     assert "config: unknown key 'sead'" in out
 
 
+def test_partial_configfile_error_says_it_replaces_config_yaml(tmp_path):
+    """A --configfile meant as an overlay of config.yaml replaces it; the error says so."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    partial = tmp_path / "my.yaml"
+    partial.write_text("seeds: [0, 1]\n")
+    out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(partial), check=False)
+    assert "config: experiments is empty" in out
+    assert "these keys of config.yaml are not set: checksum_overrides, claims," in out
+    assert f"pass --configfile config.yaml {partial}" in out
+
+
 def test_scripts_log_first_and_import_the_checkout():
     """Each rule script sends its output to the log, then puts workflow/src on sys.path."""
     scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))

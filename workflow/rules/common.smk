@@ -32,9 +32,28 @@ from gsmoe.config import (
 # replaces config.yaml instead of being merged into it, so that a test config with fewer
 # datasets really has fewer.  --config key=value still overrides single keys.  (Snakemake's
 # --replace-workflow-config does the same but is not passed on to cluster jobs.)
+# If the result is invalid, the error also names the top-level keys of config.yaml that the
+# --configfile lacks (a partial file meant as an overlay of config.yaml).
 if workflow.overwrite_configfiles:
+    _DROPPED_KEYS = sorted(set(config) - set(workflow.config_settings.overwrite_config))
     config.clear()
     config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
+else:
+    _DROPPED_KEYS = []
+
+
+def config_error(err):
+    """WorkflowError of a ConfigError; says so when a --configfile left out keys of config.yaml."""
+    message = str(err)
+    if _DROPPED_KEYS:
+        files = " ".join(str(f) for f in workflow.overwrite_configfiles)
+        message += (
+            f"\nconfig: --configfile {files} replaces config.yaml instead of being merged into "
+            f"it, so these keys of config.yaml are not set: {', '.join(_DROPPED_KEYS)}. To "
+            f"change only some keys of config.yaml, pass --configfile config.yaml {files}"
+        )
+    return WorkflowError(message)
+
 
 try:
     validate(config, schema="../schemas/config.schema.yaml", set_default=False)
@@ -42,12 +61,12 @@ except WorkflowError:
     try:  # same schema, but a message that names the key path and the fix
         validate_config(config, base_dir=workflow.basedir)
     except ConfigError as err:
-        raise WorkflowError(str(err)) from None
+        raise config_error(err) from None
     raise
 try:
     _checked = validate_config(config, base_dir=workflow.basedir)
 except ConfigError as err:
-    raise WorkflowError(str(err)) from None
+    raise config_error(err) from None
 config.clear()
 config.update(_checked)  # defaults filled, mirror absolute, "null = all" expanded
 
