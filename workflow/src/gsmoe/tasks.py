@@ -39,9 +39,11 @@ def _check_finite_output(log_probs: torch.Tensor) -> None:
 
 
 def _accuracy(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Correct / total as a Python float: exactly 348 / 500 = 0.696, where a float32 mean
+    recorded 0.6959999799728394."""
     if labels.numel() == 0:
         raise ValueError("cannot measure accuracy on an empty split")
-    return float((log_probs.argmax(dim=-1) == labels).float().mean())
+    return int((log_probs.argmax(dim=-1) == labels).sum()) / labels.numel()
 
 
 def training_loss(model: torch.nn.Module, data: Data, mask: torch.Tensor | None = None) -> torch.Tensor:
