@@ -12,7 +12,6 @@ import yaml
 import gsmoe.cli
 from gsmoe.cli import main
 from gsmoe.io import write_json
-from gsmoe.report.aggregate import IncompleteRunsError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "reliability" / "config_tiny.yaml"  # Cora, baseline + moe4, seeds 0 and 1
@@ -22,7 +21,7 @@ needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no local data mi
 
 
 @needs_mirror
-def test_fetch_train_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_train_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(ROOT)  # the config's relative mirror is resolved against the repository
     config = ["--config", str(CONFIG)]
     root = tmp_path / "pyg" / "Cora"
@@ -33,8 +32,11 @@ def test_fetch_train_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         out = runs / "Cora" / experiment / f"seed{seed}.json"
         main([*config, "train", "Cora", experiment, str(seed), "--root", str(root), "--out", str(out), "--epochs", "2"])
 
-    with pytest.raises(IncompleteRunsError, match=r"Cora.*moe4.*1"):
-        main([*config, "report", "--runs-dir", str(runs), "--out", str(tmp_path / "strict")])
+    capsys.readouterr()
+    assert main([*config, "report", "--runs-dir", str(runs), "--out", str(tmp_path / "strict")]) == 1
+    error = capsys.readouterr().err
+    assert "error: 1 expected run(s) missing" in error and "Cora / moe4 / seed 1" in error
+    assert "aggregate anyway with --allow-missing" in error
     assert not (tmp_path / "strict" / "summary.csv").exists()
 
     out = tmp_path / "report"
@@ -43,6 +45,18 @@ def test_fetch_train_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     n = summary[summary["metric"] == "paper_last"].set_index("experiment")["n"]
     assert n.to_dict() == {"baseline": 2, "moe4": 1}
     assert (out / "tables" / "tables.tex").is_file() and (out / "claims.md").is_file()
+
+
+def test_fetch_extracts_only_verified_zip_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the prepare rule does: ENZYMES.zip has no whole-file checksum, so only the
+    members its checksums pin may be extracted."""
+    prepared: dict[str, Any] = {}
+    monkeypatch.setattr("gsmoe.download.fetch", lambda url, dest, **checks: None)
+    monkeypatch.setattr("gsmoe.datasets.prepare_dataset", lambda *args: prepared.update(args=args))
+    config = ROOT / "config.yaml"
+    assert main(["--config", str(config), "fetch", "ENZYMES", "--raw-dir", str(tmp_path), "--root", str(tmp_path / "pyg")]) == 0
+    members = yaml.safe_load(config.read_text())["datasets"]["ENZYMES"]["files"][0]["members"]
+    assert prepared["args"][-1] == sorted(members)
 
 
 def test_epochs_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:

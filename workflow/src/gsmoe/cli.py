@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gsmoe.config import ConfigError, load_config, raw_files, resolve_run
+from gsmoe.config import ConfigError, load_config, raw_files, resolve_run, verified_members
 
 
 def _positive_int(text: str) -> int:
@@ -46,7 +46,8 @@ def _fetch(args: argparse.Namespace) -> None:
             print(f"fetching {item['url']} -> {dest}", file=sys.stderr)
             fetch(item["url"], dest, sha256=item.get("sha256"), members=item.get("members"))
         paths.append(dest)
-    prepare_dataset(spec["source"], spec["pyg_name"], paths, Path(args.root))
+    # As the prepare rule: a zip checked member by member yields those members only.
+    prepare_dataset(spec["source"], spec["pyg_name"], paths, Path(args.root), verified_members(config, args.dataset))
     print(f"{args.dataset} prepared in {args.root}", file=sys.stderr)
 
 
@@ -158,13 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status.
 
-    Bad input (the package raises ``ValueError`` for it, ``ConfigError`` included) and a
-    missing file end in one ``error: ...`` on stderr and status 1; any other exception is a
-    bug and keeps its traceback.
+    Bad input (the package raises ``ValueError`` for it, ``ConfigError`` included), a
+    missing file and missing runs end in one ``error: ...`` on stderr and status 1; any
+    other exception is a bug and keeps its traceback.
     """
+    from gsmoe.report.aggregate import IncompleteRunsError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except IncompleteRunsError as err:
+        # Its hint names the library argument; here the switch is --allow-missing.
+        print(f"error: {str(err).replace('allow_missing=True', '--allow-missing')}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
