@@ -1,6 +1,6 @@
 # summary.csv -> the paper's Tables 1-5 as LaTeX (configured metric, and the standard
 # protocol under standard/), plus tables.tex / tables_standard.tex that \input them, and
-# summary.md (every experiment, both protocols, Markdown).
+# summary.md (every experiment on the datasets of the tables' columns, both protocols, Markdown).
 # Also a target rule: `snakemake --cores all tables`.
 rule tables:
     input:
