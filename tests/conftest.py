@@ -1,7 +1,23 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the CI guard for the data mirror."""
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
+
+#: The local data mirror the end-to-end tests read (they skip where it is absent).
+MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With ``GSMOE_REQUIRE_MIRROR=1`` (set by ``.ci/run``) a missing mirror is an error:
+    otherwise every test that needs it skips and CI passes without an end-to-end run."""
+    if os.environ.get("GSMOE_REQUIRE_MIRROR") == "1" and not MIRROR.is_dir():
+        raise pytest.UsageError(
+            f"GSMOE_REQUIRE_MIRROR=1 but there is no data mirror at {MIRROR}: the end-to-end "
+            "tests would all skip; put the mirror there (see its README) or unset the variable"
+        )
 
 
 @pytest.fixture(autouse=True)
