@@ -77,6 +77,8 @@ class NodeTask:
     def __init__(self, data: Data, device: torch.device) -> None:
         self.data = data.to(device)
         for mask in ("train_mask", "val_mask", "test_mask"):
+            if getattr(self.data, mask, None) is None:
+                raise ValueError(f"a node task needs data.{mask} (Planetoid's public split); this graph has none")
             if int(getattr(self.data, mask).sum()) == 0:
                 raise ValueError(f"the dataset's {mask} selects no node")
 
