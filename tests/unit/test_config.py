@@ -447,8 +447,12 @@ def test_shared_raw_file_needs_same_checksum():
 
 def test_unknown_source():
     cfg = minimal()
-    cfg["datasets"]["Cora"]["source"] = "ogb"
-    check_fails(cfg, r"config: datasets\.Cora\.source \('ogb'\) is not a key of sources")
+    del cfg["sources"]["tu"]
+    check_fails(cfg, r"config: datasets\.ENZYMES\.source \('tu'\) is not a key of sources")
+    cfg = minimal()
+    cfg["datasets"]["Cora"]["source"] = "ogb"  # no loader: only that is said, not "add it to sources"
+    err = check_fails(cfg, r"config: datasets\.Cora\.source \('ogb'\) has no loader")
+    assert len(str(err).splitlines()) == 1
 
 
 def test_source_without_loader():

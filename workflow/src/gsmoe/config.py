@@ -301,18 +301,18 @@ def semantic_errors(config: Mapping[str, Any]) -> list[str]:
     # datasets and their files
     known_files: dict[str, tuple[str, Any, Any]] = {}  # key -> (dataset, sha256, members)
     for name, ds in datasets.items():
-        if ds["source"] not in sources:
-            errors.append(
-                f"config: datasets.{name}.source ({ds['source']!r}) is not a key of sources "
-                f"(known: {', '.join(sources) or 'none'}); add it under sources: with its url."
-            )
         if ds["source"] not in SOURCE_TASKS:
             errors.append(
                 f"config: datasets.{name}.source ({ds['source']!r}) has no loader: gsmoe reads "
                 f"{' and '.join(f'{s} ({t} task)' for s, t in SOURCE_TASKS.items())} datasets; "
                 "another format needs a loader in gsmoe.datasets."
             )
-        elif ds["task"] != SOURCE_TASKS[ds["source"]]:
+        elif ds["source"] not in sources:
+            errors.append(
+                f"config: datasets.{name}.source ({ds['source']!r}) is not a key of sources "
+                f"(known: {', '.join(sources) or 'none'}); add it under sources: with its url."
+            )
+        if ds["source"] in SOURCE_TASKS and ds["task"] != SOURCE_TASKS[ds["source"]]:
             errors.append(
                 f"config: datasets.{name}.task is {ds['task']!r}, but {ds['source']} datasets are "
                 f"{SOURCE_TASKS[ds['source']]}-classification data; set task: {SOURCE_TASKS[ds['source']]}."
