@@ -427,7 +427,6 @@ def test_write_claims_header_only_runs(tmp_path: Path) -> None:
     assert set(pd.read_csv(tmp_path / "c.csv")["verdict"]) == {"not run"}
 
 
-
 @pytest.mark.parametrize("name", ["NA", "None", "null", "nan"])
 def test_write_claims_reads_na_like_names_as_names(tmp_path: Path, name: str) -> None:
     # The config schema allows these names; pandas' default NA handling would turn them into NaN.

@@ -349,7 +349,6 @@ def test_save_load_roundtrip_and_validation(tmp_path: Path) -> None:
         load_roles(tmp_path / "nan.npz")
 
 
-
 @pytest.mark.parametrize(
     ("damage", "cause"),
     [
@@ -366,6 +365,7 @@ def test_unreadable_roles_file_names_it_and_the_fix(tmp_path: Path, damage: Call
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(ValueError, match=rf"Cora\.npz is not a readable roles file \({cause}.*rerun the `roles` rule"):
         load_roles(path)
+
 
 def test_attach_roles_batches(tmp_path: Path) -> None:
     ds = _small_dataset()
