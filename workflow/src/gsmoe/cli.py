@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from gsmoe.config import ConfigError, load_config, raw_files, resolve_run, verified_members
+from gsmoe.config import dataset_config, load_config, raw_files, resolve_run, verified_members
 
 
 def _positive_int(text: str) -> int:
@@ -24,21 +23,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _dataset_spec(config: Mapping[str, Any], name: str, config_path: str) -> dict[str, Any]:
-    if name not in config["datasets"]:
-        raise ConfigError(
-            f"{config_path}: no dataset {name!r}; use one of {', '.join(config['datasets'])} "
-            "(names are case-sensitive) or add it under `datasets:`"
-        )
-    return config["datasets"][name]
-
-
 def _fetch(args: argparse.Namespace) -> None:
     from gsmoe.datasets import prepare_dataset
     from gsmoe.download import fetch
 
     config = load_config(args.config)
-    spec = _dataset_spec(config, args.dataset, args.config)
+    spec = dataset_config(config, args.dataset)
     paths = []
     for item in raw_files(config, args.dataset):
         dest = Path(args.raw_dir) / spec["source"] / item["relpath"]
@@ -56,7 +46,7 @@ def _roles(args: argparse.Namespace) -> None:
     from gsmoe.roles import dataset_roles, save_roles
 
     config = load_config(args.config)
-    spec = _dataset_spec(config, args.dataset, args.config)
+    spec = dataset_config(config, args.dataset)
     dataset = load_dataset(spec["source"], spec["pyg_name"], Path(args.root))
     roles = config["roles"]
     table = dataset_roles(dataset, n_roles=roles["n_roles"], seed=roles["seed"], workers=args.workers)

@@ -39,6 +39,7 @@ __all__ = [
     "schema_error_message",
     "semantic_errors",
     "model_defaults",
+    "dataset_config",
     "resolve_run",
     "run_record_path",
     "run_table",
@@ -497,17 +498,25 @@ def _expand_shorthands(cfg: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- runs
 
 
+def dataset_config(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """``config["datasets"][dataset]``; a ConfigError naming the known datasets if there is none."""
+    if dataset not in config["datasets"]:
+        raise ConfigError(
+            f"config: no dataset {dataset!r}; use one of {', '.join(config['datasets'])} "
+            "(names are case-sensitive) or add it under `datasets:`"
+        )
+    return config["datasets"][dataset]
+
+
 def resolve_run(config: Mapping[str, Any], dataset: str, experiment: str, seed: int) -> dict[str, Any]:
     """The fully resolved run config of docs/design.md ("Run config") for one run."""
-    if dataset not in config["datasets"]:
-        raise ConfigError(f"config: no dataset {dataset!r} (known: {', '.join(config['datasets'])})")
+    ds = dataset_config(config, dataset)
     if experiment not in config["experiments"]:
         raise ConfigError(f"config: no experiment {experiment!r} (known: {', '.join(config['experiments'])})")
     if dataset not in experiment_datasets(config, experiment):
         raise ConfigError(
             f"config: experiment {experiment!r} does not run on {dataset!r} (experiments.{experiment}.datasets)"
         )
-    ds = config["datasets"][dataset]
     exp = config["experiments"][experiment]
     training_base = copy.deepcopy(ds.get("training", {}))
     run: dict[str, Any] = {
@@ -542,7 +551,7 @@ def run_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def raw_files(config: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     """Raw files of a dataset: ``relpath``, ``url`` (mirror applied), ``sha256`` (overrides applied), ``members``."""
-    ds = config["datasets"][dataset]
+    ds = dataset_config(config, dataset)
     source = ds["source"]
     overrides = config.get("checksum_overrides", {})
     out = []
