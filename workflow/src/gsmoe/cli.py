@@ -159,8 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except IncompleteRunsError as err:
-        # Its hint names the library argument; here the switch is --allow-missing.
-        print(f"error: {str(err).replace('allow_missing=True', '--allow-missing')}", file=sys.stderr)
+        print(f"error: {err.message('--allow-missing')}", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -92,11 +92,17 @@ class IncompleteRunsError(RuntimeError):
 
     def __init__(self, missing: list[tuple[str, str, int]]) -> None:
         self.missing = missing
-        lines = "\n".join(f"  {d} / {e} / seed {s}" for d, e, s in missing)
-        super().__init__(
-            f"{len(missing)} expected run(s) missing (dataset / experiment / seed):\n{lines}\n"
-            "Run them, or aggregate anyway with allow_missing=True (n then records the true count)."
-        )
+        super().__init__(self.message())
+
+    @property
+    def listing(self) -> str:
+        """The missing runs, without the advice."""
+        lines = "\n".join(f"  {d} / {e} / seed {s}" for d, e, s in self.missing)
+        return f"{len(self.missing)} expected run(s) missing (dataset / experiment / seed):\n{lines}"
+
+    def message(self, switch: str = "allow_missing=True") -> str:
+        """The listing and what to do, naming ``switch`` (the caller's way to allow missing runs)."""
+        return f"{self.listing}\nRun them, or aggregate anyway with {switch} (n then records the true count)."
 
 
 def _run_id(record: Mapping[str, Any], source: str | None = None) -> str:
@@ -252,7 +258,7 @@ def check_complete(
         error = IncompleteRunsError(missing)
         if not allow_missing:
             raise error
-        warnings.warn(str(error).split("\nRun them")[0], stacklevel=2)
+        warnings.warn(error.listing, stacklevel=2)
     return missing
 
 
