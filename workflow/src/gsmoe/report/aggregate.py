@@ -30,6 +30,7 @@ __all__ = [
     "aggregate_runs",
     "check_complete",
     "load_runs",
+    "read_csv_keeping_names",
     "runs_frame",
     "summarize",
 ]
@@ -260,6 +261,20 @@ def check_complete(
             raise error
         warnings.warn(error.listing, stacklevel=2)
     return missing
+
+
+def read_csv_keeping_names(path: str | Path, columns: Sequence[str], text_columns: Sequence[str]) -> pd.DataFrame:
+    """A CSV of ``columns`` this module wrote (``runs.csv``, ``summary.csv``): ``text_columns``
+    as strings, the others numeric.  Only numeric columns read an empty cell as NaN, so a
+    dataset or experiment called "NA" (or "None", "null", "nan") stays a name."""
+    numeric = [column for column in columns if column not in text_columns]
+    frame = pd.read_csv(
+        path, dtype=dict.fromkeys(text_columns, str), keep_default_na=False, na_values={c: [""] for c in numeric}
+    )
+    for column in numeric:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column])
+    return frame
 
 
 def _write_csv(frame: pd.DataFrame, path: str | Path) -> None:

@@ -88,7 +88,7 @@ import pandas as pd
 from scipy import stats as _sps
 
 from gsmoe.io import atomic_open
-from gsmoe.report.aggregate import RUN_COLUMNS
+from gsmoe.report.aggregate import RUN_COLUMNS, read_csv_keeping_names
 from gsmoe.report.stats import EXACT_MAX_N, paired_difference, summary_stats, welch
 
 __all__ = [
@@ -719,27 +719,13 @@ def render_markdown(claims_df: pd.DataFrame, refs_df: pd.DataFrame, claims: Sequ
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _read_runs(path: str | Path) -> pd.DataFrame:
-    # Only numeric columns treat an empty cell as NaN: a dataset or experiment called "NA"
-    # (or "None", "null", "nan") stays a string instead of becoming a run of nothing.
-    text = ("dataset", "experiment", "device")
-    numeric = [c for c in RUN_COLUMNS if c not in text]
-    frame = pd.read_csv(
-        path, dtype=dict.fromkeys(text, str), keep_default_na=False, na_values={c: [""] for c in numeric}
-    )
-    for col in numeric:
-        if col in frame.columns:
-            frame[col] = pd.to_numeric(frame[col])
-    return frame
-
-
 def write_claims(runs_csv: str, config: dict, out_md: str, out_csv: str) -> None:
     """Evaluate ``config["claims"]`` and ``config["references"]`` on ``runs_csv``.
 
     Writes ``out_md`` (readable report) and ``out_csv`` (one row per claim x dataset x
     protocol, :data:`CLAIM_COLUMNS`; NaN as an empty cell), both atomically.
     """
-    runs = _read_runs(runs_csv)
+    runs = read_csv_keeping_names(runs_csv, RUN_COLUMNS, ("dataset", "experiment", "device"))
     alpha = _alpha(config)
     claims_df = evaluate_claims(runs, config)
     refs_df = check_references(runs, config)

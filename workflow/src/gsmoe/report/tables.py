@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from gsmoe.io import atomic_open
+from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
 
 __all__ = ["latex_escape", "render_markdown_summary", "render_table", "write_tables"]
 
@@ -258,21 +259,6 @@ def _caption(table_cfg: Mapping[str, Any], name: str, metric: str, n_table: int)
     return f"{title}. Testing accuracy, {_METRIC_TEXT[metric]}; mean $\\pm$ std over {n_table} {seeds}."
 
 
-def _read_summary(path: str | Path) -> pd.DataFrame:
-    # Only numeric columns treat an empty cell as NaN: an experiment called "NA" stays a string.
-    numeric = ["n", "n_expected", "mean", "std", "ci_low", "ci_high", "paper"]
-    frame = pd.read_csv(
-        path,
-        dtype={"dataset": str, "experiment": str, "protocol": str, "metric": str},
-        keep_default_na=False,
-        na_values={c: [""] for c in numeric},
-    )
-    for col in numeric:
-        if col in frame.columns:
-            frame[col] = pd.to_numeric(frame[col])
-    return frame
-
-
 def _configured_seeds(config: Mapping[str, Any]) -> int | None:
     """Seeds per cell from ``config["seeds"]`` (a count or a list), if the config has it."""
     seeds = config.get("seeds")
@@ -325,7 +311,7 @@ def write_tables(
             ``results/tables/`` when the main document compiles from the repository root);
             a document can still override it by defining the macro before ``\\input``.
     """
-    summary = _read_summary(summary_csv)
+    summary = read_csv_keeping_names(summary_csv, SUMMARY_COLUMNS, ("dataset", "experiment", "protocol", "metric"))
     experiments_cfg = config["experiments"]
     tables_cfg = config["tables"]
     main_metric = dict(config.get("table_metric") or {"protocol": "paper", "metric": "last"})
