@@ -65,8 +65,8 @@ from gsmoe.nn.runtime import keep_freed_memory, malloc_thresholds
 from gsmoe.roles import RoleTable, attach_roles
 from gsmoe.splits import graph_splits
 from gsmoe.optim import make_optimizer
-from gsmoe.tasks import make_task, train_step, training_loss
-from gsmoe.train import seed_everything, train_run
+from gsmoe.tasks import train_step, training_loss
+from gsmoe.train import start_run, train_run
 
 DATASETS: dict[str, dict[str, Any]] = {
     # name: loader source, task, training hyper-parameters of config.yaml (the fixed workloads
@@ -518,10 +518,7 @@ def bench_products(config_path: Path, data_root: Path, epochs: int, datasets: Se
     rows = []
     for ds, run_cfg, seeds in _seed0_runs(config_path, data_root, datasets):
         training = run_cfg["training"]
-        seed_everything(0)
-        task = make_task(run_cfg, ds, torch.device("cpu"))
-        model = build_model(run_cfg["model"], ds.num_features, ds.num_classes, run_cfg["task"])
-        optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training["expert_updates"])
+        task, model, optimizer = start_run(run_cfg, ds, torch.device("cpu"))
         task.train_epoch(model, optimizer)
         start = time.perf_counter()
         for _ in range(epochs):

@@ -34,11 +34,11 @@ from torch_geometric.data import Data
 from gsmoe import __version__
 from gsmoe.datasets import load_dataset
 from gsmoe.io import write_json
-from gsmoe.nn import build_model
+from gsmoe.nn import GraphSAGEMoE, build_model
 from gsmoe.nn.runtime import keep_freed_memory
-from gsmoe.optim import make_optimizer
+from gsmoe.optim import Optimizer, make_optimizer
 from gsmoe.roles import attach_roles, load_roles
-from gsmoe.tasks import TrainingDivergedError, make_task
+from gsmoe.tasks import GraphTask, NodeTask, TrainingDivergedError, make_task
 
 #: Packages whose versions go into every run record.
 RECORDED_PACKAGES = ("torch", "torch_geometric", "numpy", "scipy", "graphrole", "networkx", "scikit-learn")
@@ -96,6 +96,20 @@ def _run_name(run_cfg: dict[str, Any]) -> str:
     return f"{run_cfg['dataset']}/{run_cfg['experiment']}/seed{run_cfg['seed']}"
 
 
+def start_run(
+    run_cfg: dict[str, Any], dataset: Sequence[Data], device: torch.device
+) -> tuple[NodeTask | GraphTask, GraphSAGEMoE, Optimizer]:
+    """Seed everything with the run's seed, then build its data, model and optimiser, in
+    the order that fixes every random draw of the run (``train_run`` starts here)."""
+    seed_everything(int(run_cfg["seed"]))
+    task = make_task(run_cfg, dataset, device)
+    model = build_model(run_cfg["model"], dataset.num_features, dataset.num_classes, run_cfg["task"]).to(device)
+    training = run_cfg["training"]
+    # The schema's default; hand-written run configs (tests) may leave it out.
+    optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training.get("expert_updates", "lazy"))
+    return task, model, optimizer
+
+
 def train_run(
     run_cfg: dict[str, Any],
     dataset: Sequence[Data],
@@ -114,12 +128,7 @@ def train_run(
     name = _run_name(run_cfg)
     training = run_cfg["training"]
     seed = int(run_cfg["seed"])
-    seed_everything(seed)
-
-    task = make_task(run_cfg, dataset, device)
-    model = build_model(run_cfg["model"], dataset.num_features, dataset.num_classes, run_cfg["task"]).to(device)
-    # The schema's default; hand-written run configs (tests) may leave it out.
-    optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training.get("expert_updates", "lazy"))
+    task, model, optimizer = start_run(run_cfg, dataset, device)
 
     epochs, eval_every = int(training["epochs"]), int(training["eval_every"])
     curves: dict[str, list[float]] = {key: [] for key in ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "paper_acc")}
