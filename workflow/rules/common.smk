@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # ---------------------------------------------------------------- the package on the path
 # This process imports gsmoe (workflow/src) from the checkout; job scripts put the same
@@ -55,14 +54,8 @@ def config_error(err):
     return WorkflowError(message)
 
 
-try:
-    validate(config, schema="../schemas/config.schema.yaml", set_default=False)
-except WorkflowError:
-    try:  # same schema, but a message that names the key path and the fix
-        validate_config(config, base_dir=workflow.basedir)
-    except ConfigError as err:
-        raise config_error(err) from None
-    raise
+# One validation (workflow/schemas/config.schema.yaml, then the semantic checks), every
+# error at once, each naming its key path and the fix.
 try:
     _checked = validate_config(config, base_dir=workflow.basedir)
 except ConfigError as err:

@@ -23,10 +23,9 @@ from typing import Any
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import Planetoid, TUDataset
 
+from gsmoe.loaders import planetoid_raw_files, tu_members
+
 __all__ = ["SOURCES", "dataset_summary", "load_dataset", "prepare_dataset"]
-
-_PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
-
 
 class _Offline:
     """Mixin: forbid PyG's download, and processing unless explicitly allowed.
@@ -181,7 +180,7 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 def _stage_planetoid(pyg_name: str, raw_files: list[Path], raw_dir: Path) -> None:
     """Copy the eight ``ind.<name>.*`` files; any missing one is an error here, not in PyG."""
-    expected = {f"ind.{pyg_name.lower()}.{part}" for part in _PLANETOID_PARTS}
+    expected = set(planetoid_raw_files(pyg_name))
     given = {p.name: p for p in raw_files}
     missing = sorted(expected - set(given))
     if missing:
@@ -204,7 +203,6 @@ def _stage_tu(pyg_name: str, raw_files: list[Path], raw_dir: Path, verified_memb
                 continue
             with zf.open(info) as src, open(raw_dir / parts[1], "wb") as dst:
                 shutil.copyfileobj(src, dst)
-    needed = [f"{pyg_name}_{part}.txt" for part in ("A", "graph_indicator", "graph_labels")]
-    missing = [n for n in needed if not (raw_dir / n).is_file()]
+    missing = [m for m in tu_members(pyg_name) if not (raw_dir / PurePosixPath(m).name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{raw_files[0]} has no member(s) {[f'{pyg_name}/{n}' for n in missing]}")
+        raise FileNotFoundError(f"{raw_files[0]} has no member(s) {missing}")
