@@ -51,9 +51,27 @@ def load_schema(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 
 def schema_errors(instance: Any, schema: Mapping[str, Any]) -> list[ValidationError]:
-    """Every violation of ``schema`` in ``instance``, in the order the validator finds them
-    (an ``anyOf`` / ``oneOf`` failure is one error; :func:`schema_error_message` picks its branch)."""
-    return list(jsonschema.Draft202012Validator(schema).iter_errors(instance))
+    """Every violation of ``schema`` in ``instance``, in the order of their key paths in
+    ``instance`` (the validator's own order is not stable: it collects unknown keys in a set).
+    An ``anyOf`` / ``oneOf`` failure is one error; :func:`schema_error_message` picks its branch."""
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(instance)
+    return sorted(errors, key=lambda error: _document_position(instance, error.absolute_path))
+
+
+def _document_position(instance: Any, path: Iterable[Any]) -> tuple[int, ...]:
+    """Where ``path`` is in ``instance``: the index of each key in its mapping (or list)."""
+    position = []
+    node = instance
+    for part in path:
+        if isinstance(node, Mapping):
+            position.append(list(node).index(part) if part in node else len(node))
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int):
+            position.append(part)
+            node = node[part] if part < len(node) else None
+        else:
+            break
+    return tuple(position)
 
 
 def _key_path(parts: Iterable[Any]) -> str:
