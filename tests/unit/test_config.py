@@ -550,25 +550,35 @@ def test_claims_and_references_checked_before_training():
 
 
 def test_every_error_reported_at_once():
-    """The same typo in two datasets is two errors, reported with a semantic error elsewhere."""
+    """The same typo in two datasets is two errors, reported with the semantic errors elsewhere."""
     cfg = minimal()
     for name in ("Cora", "ENZYMES"):
         cfg["datasets"][name]["trainig"] = {"lr": 0.1}
+    cfg["datasets"]["Cora"]["files"].pop()  # ind.cora.test.index
+    cfg["experiments"]["moe4"]["model"].update(gate="noisy_topk", top_k=5)
     cfg["tables"]["t1"]["rows"].append({"experiment": "moe5"})
     lines = str(check_fails(cfg, "trainig")).splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "datasets.Cora",
+        "datasets.ENZYMES",
+        "datasets.Cora.files lacks ind.cora.test.index",
+        "experiments.moe4.model.top_k (5) must be <= num_experts (4).",
+        "tables.t1.rows[2].experiment names unknown experiment 'moe5' (known",
+    ]
     assert lines[0].startswith("config: datasets.Cora: unknown key 'trainig' (misspelt?)")
     assert lines[1].startswith("config: datasets.ENZYMES: unknown key 'trainig' (misspelt?)")
-    assert lines[2].startswith("config: tables.t1.rows[2].experiment names unknown experiment 'moe5'")
-    assert len(lines) == 3
 
 
-def test_semantic_checks_of_a_section_with_schema_errors_are_left_out():
-    """A section the schema rejects is not read by the semantic checks (they would crash on it)."""
+def test_entries_with_schema_errors_are_not_read_by_the_semantic_checks():
+    """The semantic checks skip what the schema rejected (they would crash on it) and check the rest."""
     cfg = minimal()
     cfg["experiments"]["moe4"]["model"] = "dense"
-    cfg["figures"]["f"]["dataset"] = "PubMed"  # a figure check also reads experiments: left out
+    cfg["experiments"]["roles"]["model"]["num_experts"] = 8
+    cfg["figures"]["f"]["dataset"] = "PubMed"
     lines = str(check_fails(cfg, r"experiments\.moe4\.model: expected object")).splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 3
+    assert lines[1].startswith("config: experiments.roles.model.num_experts (8) must equal roles.n_roles (4)")
+    assert lines[2].startswith("config: figures.f.dataset names unknown dataset 'PubMed'")
 
 
 def test_schema_checked_once(monkeypatch: pytest.MonkeyPatch):

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema.exceptions import ValidationError
 
 from gsmoe.config.schema import (
     ConfigError,
     fill_defaults,
+    invalid_paths,
     load_schema,
     schema_error_message,
     schema_errors,
@@ -66,23 +66,12 @@ def validate_config(
     violations = schema_errors(cfg, schema)
     fill_defaults(cfg, schema, schema)
     errors = list(dict.fromkeys(schema_error_message(error) for error in violations))
-    errors += semantic_errors(cfg, invalid=_invalid_paths(violations, cfg))
+    errors += semantic_errors(cfg, invalid=[path for error in violations for path in invalid_paths(error)])
     if errors:
         raise ConfigError("\n".join(errors))
     _expand_shorthands(cfg)
     cfg["mirror"] = _resolve_mirror(cfg["mirror"], base_dir)
     return cfg
-
-
-def _invalid_paths(violations: list[ValidationError], cfg: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """Key paths of the schema violations; a missing top-level key is the path of that key."""
-    paths = []
-    for error in violations:
-        if error.absolute_path:
-            paths.append(tuple(error.absolute_path))
-        elif error.validator == "required":
-            paths.extend((key,) for key in error.validator_value if key not in cfg)
-    return paths
 
 
 def _expand_shorthands(cfg: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "SCHEMA_PATH",
     "ConfigError",
     "fill_defaults",
+    "invalid_paths",
     "load_schema",
     "model_defaults",
     "schema_error_message",
@@ -56,6 +57,18 @@ def schema_errors(instance: Any, schema: Mapping[str, Any]) -> list[ValidationEr
     An ``anyOf`` / ``oneOf`` failure is one error; :func:`schema_error_message` picks its branch."""
     errors = jsonschema.Draft202012Validator(schema).iter_errors(instance)
     return sorted(errors, key=lambda error: _document_position(instance, error.absolute_path))
+
+
+def invalid_paths(error: ValidationError) -> list[tuple[Any, ...]]:
+    """The key paths ``error`` makes unsafe to read: a missing required key, an unknown key,
+    else the path of the value that failed."""
+    path, inst = tuple(error.absolute_path), error.instance
+    if error.validator == "required" and isinstance(inst, Mapping):
+        return [(*path, key) for key in error.validator_value if key not in inst]
+    if error.validator == "additionalProperties" and isinstance(inst, Mapping):
+        allowed = error.schema.get("properties", {})
+        return [(*path, key) for key in inst if key not in allowed]
+    return [path]
 
 
 def _document_position(instance: Any, path: Iterable[Any]) -> tuple[int, ...]:

@@ -1,13 +1,14 @@
 """Checks of the config that a JSON schema cannot express, one message per problem.
 
-Each check reads some top-level sections (:data:`_CHECKS`); it runs when what it reads
-passed the schema, so that one validation reports every problem it can find, schema and
-semantic alike.  Every message starts with ``config: <key path>`` and says what to change.
+Each check reads some top-level sections (:data:`_CHECKS`); it runs on what passed the
+schema (skipping a dataset, experiment, ... with a schema error), so that one validation
+reports every problem it can find, schema and semantic alike.  Every message starts with ``config: <key path>`` and says what to change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -23,27 +24,45 @@ def semantic_errors(config: Mapping[str, Any], invalid: Collection[Sequence[Any]
     """Checks a JSON schema cannot express; one message per problem (empty = fine).
 
     ``config`` must have passed the schema, defaults filled, except at the key paths in
-    ``invalid`` (where the schema check failed; a missing top-level key is its own path):
-    a check that reads the content of a top-level section with an invalid path below it,
-    or the names (keys) of a section that is itself invalid, is left out.
+    ``invalid`` (:func:`gsmoe.config.schema.invalid_paths`).  What lies there is not read: a
+    check that needs it is left out, and the checks of named entries (a dataset, an
+    experiment, ...) skip the invalid ones.
     """
-    content = {str(path[0]) for path in invalid if path}
-    names = {str(path[0]) for path in invalid if len(path) == 1}
+    where = _Invalid(tuple(tuple(path) for path in invalid))
     errors: list[str] = []
-    for reads, reads_names, check in _CHECKS:
-        if not (set(reads) & content or set(reads_names) & names):
-            errors.extend(check(config))
+    for whole, named, check in _CHECKS:
+        if not any(where.at(key) for key in whole) and not any(where.names(key) for key in named):
+            errors.extend(check(config, where))
     return errors
+
+
+@dataclass(frozen=True)
+class _Invalid:
+    """The key paths the schema check found invalid (:func:`gsmoe.config.schema.invalid_paths`)."""
+
+    paths: tuple[tuple[Any, ...], ...]
+
+    def at(self, *path: Any) -> bool:
+        """Something at, above or below ``path`` is invalid: reading ``path`` is not safe."""
+        return any(p[: len(path)] == path or path[: len(p)] == p for p in self.paths)
+
+    def names(self, section: str) -> bool:
+        """Top-level ``section`` itself is invalid (not a mapping of valid names)."""
+        return (section,) in self.paths
 
 
 # --------------------------------------------------------------------------- datasets
 
 
-def _dataset_errors(config: Mapping[str, Any]) -> list[str]:
+def _dataset_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
     errors: list[str] = []
     sources = config["sources"]
     known_files: dict[str, tuple[str, Any, Any]] = {}  # key -> (dataset, sha256, members)
+    skipped = False  # a dataset the schema rejected: its files are not known
     for name, ds in config["datasets"].items():
+        if any(invalid.at("datasets", name, key) for key in ("source", "pyg_name", "task", "files", "split")):
+            skipped = True
+            continue
         if ds["source"] not in SOURCE_TASKS:
             errors.append(
                 f"config: datasets.{name}.source ({ds['source']!r}) has no loader: gsmoe reads "
@@ -81,7 +100,7 @@ def _dataset_errors(config: Mapping[str, Any]) -> list[str]:
                 )
         errors.extend(_split_errors(name, ds))
     for key in sorted(config["checksum_overrides"]):
-        if key not in known_files:
+        if key not in known_files and not skipped:
             errors.append(
                 f"config: checksum_overrides.{key} names no raw file of a configured dataset "
                 f"(known: {', '.join(sorted(known_files)) or 'none'}); fix or remove the key."
@@ -149,10 +168,12 @@ def _split_errors(name: str, ds: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- experiments
 
 
-def _experiment_errors(config: Mapping[str, Any]) -> list[str]:
+def _experiment_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
     errors: list[str] = []
     datasets = config["datasets"]
     for exp, spec in config["experiments"].items():
+        if any(invalid.at("experiments", exp, key) for key in ("datasets", "paper", "model")):
+            continue
         for d in spec["datasets"] or []:
             if d not in datasets:
                 errors.append(
@@ -166,6 +187,8 @@ def _experiment_errors(config: Mapping[str, Any]) -> list[str]:
                 )
         seen: set[str] = set()
         for d in [d for d in datasets if spec["datasets"] is None or d in spec["datasets"]]:
+            if invalid.at("datasets", d, "model"):
+                continue
             for msg in _model_errors(config, d, exp, config["roles"]["n_roles"]):
                 if msg not in seen:  # the same mistake on every dataset: say it once
                     seen.add(msg)
@@ -221,10 +244,12 @@ def _model_errors(config: Mapping[str, Any], dataset: str, experiment: str, n_ro
 # --------------------------------------------------------------------------- reporting
 
 
-def _table_errors(config: Mapping[str, Any]) -> list[str]:
+def _table_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
     errors: list[str] = []
     datasets, experiments = config["datasets"], config["experiments"]
     for name, table in config["tables"].items():
+        if invalid.at("tables", name):
+            continue
         for d in table["columns"] or []:
             if d not in datasets:
                 errors.append(
@@ -239,10 +264,12 @@ def _table_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def _figure_errors(config: Mapping[str, Any]) -> list[str]:
+def _figure_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
     errors: list[str] = []
     datasets, experiments = config["datasets"], config["experiments"]
     for name, fig in config["figures"].items():
+        if invalid.at("figures", name):
+            continue
         if fig["dataset"] not in datasets:
             errors.append(
                 f"config: figures.{name}.dataset names unknown dataset {fig['dataset']!r} "
@@ -255,7 +282,7 @@ def _figure_errors(config: Mapping[str, Any]) -> list[str]:
                     f"config: figures.{name}.experiments names unknown experiment {exp!r} "
                     f"(known: {', '.join(experiments)})."
                 )
-            elif fig["dataset"] not in experiment_datasets(config, exp):
+            elif not invalid.at("experiments", exp, "datasets") and fig["dataset"] not in experiment_datasets(config, exp):
                 errors.append(
                     f"config: figures.{name}.experiments: {exp!r} does not run on {fig['dataset']!r} "
                     f"(see experiments.{exp}.datasets)."
@@ -263,7 +290,7 @@ def _figure_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def _table_metric_errors(config: Mapping[str, Any]) -> list[str]:
+def _table_metric_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
     pair = (config["table_metric"]["protocol"], config["table_metric"]["metric"])
     if pair in TABLE_METRICS:
         return []
@@ -274,11 +301,13 @@ def _table_metric_errors(config: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _reference_errors(config: Mapping[str, Any]) -> list[str]:
+def _reference_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
     """References name existing datasets and experiments: a typo must stop the workflow
     before training, not in the claims job at the end."""
     errors = []
     for dataset, ref in config["references"].items():
+        if invalid.at("references", dataset):
+            continue
         if dataset not in config["datasets"]:
             errors.append(f"config: references.{dataset} names unknown dataset {dataset!r}.")
         if ref["experiment"] not in config["experiments"]:
@@ -288,14 +317,18 @@ def _reference_errors(config: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-#: Each check, the top-level sections whose content it reads and those it reads only the
-#: names (keys) of.
-_CHECKS: list[tuple[tuple[str, ...], tuple[str, ...], Callable[[Mapping[str, Any]], list[str]]]] = [
-    (("datasets", "sources", "checksum_overrides"), (), _dataset_errors),
-    (("experiments", "datasets", "roles"), (), _experiment_errors),
-    (("tables",), ("datasets", "experiments"), _table_errors),
-    (("figures", "experiments"), ("datasets",), _figure_errors),
+def _claim_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
+    return claims_errors(config)
+
+
+#: Each check, the top-level sections it needs valid as a whole, and those whose entries it
+#: reads by name (it skips the invalid entries of those).
+_CHECKS: list[tuple[tuple[str, ...], tuple[str, ...], Callable[[Mapping[str, Any], _Invalid], list[str]]]] = [
+    ((), ("datasets", "sources", "checksum_overrides"), _dataset_errors),
+    (("roles",), ("experiments", "datasets"), _experiment_errors),
+    ((), ("tables", "datasets", "experiments"), _table_errors),
+    ((), ("figures", "datasets", "experiments"), _figure_errors),
     (("table_metric",), (), _table_metric_errors),
-    (("claims",), ("datasets", "experiments"), claims_errors),
-    (("references",), ("datasets", "experiments"), _reference_errors),
+    (("claims",), ("datasets", "experiments"), _claim_errors),
+    ((), ("references", "datasets", "experiments"), _reference_errors),
 ]
