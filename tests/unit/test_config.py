@@ -633,7 +633,7 @@ def test_planetoid_raw_files_checked_against_pyg_name():
     check_fails(cfg, r"^config: datasets\.Cora\.files lacks ind\.cora\.graph: PyG's Planetoid loader reads these")
     cfg = minimal()
     cfg["datasets"]["Cora"]["pyg_name"] = "CiteSeer"
-    err = check_fails(cfg, r"datasets\.Cora\.files lacks ind\.citeseer\.x, ind\.citeseer\.tx, .* for pyg_name 'CiteSeer'")
+    err = check_fails(cfg, r"datasets\.Cora\.files lacks ind\.citeseer\.x, ind\.citeseer\.tx, .* pyg_name 'CiteSeer'")
     assert "The files listed are ind.cora.*: is pyg_name wrong?" in str(err)
     cfg = minimal()
     for spec in cfg["datasets"]["Cora"]["files"]:

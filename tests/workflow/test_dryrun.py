@@ -161,7 +161,7 @@ def test_partial_configfile_error_says_it_replaces_config_yaml(tmp_path):
     partial = tmp_path / "my.yaml"
     partial.write_text("seeds: [0, 1]\n")
     out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(partial), check=False)
-    assert "config: experiments is empty" in out
+    assert "config: missing required key 'datasets', 'experiments'" in out
     assert "these keys of config.yaml are not set: checksum_overrides, claims," in out
     assert f"pass --configfile config.yaml {partial}" in out
 

@@ -2,7 +2,8 @@
 
 Each check reads some top-level sections (:data:`_CHECKS`); it runs on what passed the
 schema (skipping a dataset, experiment, ... with a schema error), so that one validation
-reports every problem it can find, schema and semantic alike.  Every message starts with ``config: <key path>`` and says what to change.
+reports every problem it can find, schema and semantic alike.  Every message starts with
+``config: <key path>`` and says what to change.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def _loader_file_errors(config: Mapping[str, Any], name: str, ds: Mapping[str, A
         if not missing:
             return []
         stems = sorted({g.split(".")[1] for g in given if g.startswith("ind.") and g.count(".") >= 2})
-        hint = f" The files listed are ind.{'/'.join(stems)}.*: is pyg_name wrong?" if stems and pyg_name.lower() not in stems else ""
+        hint = ""
+        if stems and pyg_name.lower() not in stems:
+            hint = f" The files listed are ind.{'/'.join(stems)}.*: is pyg_name wrong?"
         return [
             f"config: datasets.{name}.files lacks {', '.join(missing)}: PyG's Planetoid loader reads "
             f"these for pyg_name {pyg_name!r}; add them (with their sha256) or fix pyg_name.{hint}"
@@ -282,7 +285,9 @@ def _figure_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
                     f"config: figures.{name}.experiments names unknown experiment {exp!r} "
                     f"(known: {', '.join(experiments)})."
                 )
-            elif not invalid.at("experiments", exp, "datasets") and fig["dataset"] not in experiment_datasets(config, exp):
+            elif not invalid.at("experiments", exp, "datasets") and (
+                fig["dataset"] not in experiment_datasets(config, exp)
+            ):
                 errors.append(
                     f"config: figures.{name}.experiments: {exp!r} does not run on {fig['dataset']!r} "
                     f"(see experiments.{exp}.datasets)."

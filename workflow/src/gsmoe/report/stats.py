@@ -305,7 +305,8 @@ def compare_seeds(a: Mapping[int, float], b: Mapping[int, float], alpha: float) 
         if unmatched_a or unmatched_b:
             notes.append(f"paired on {len(common)} common seeds; unmatched seeds a: {unmatched_a}, b: {unmatched_b}")
         if len(common) < 2:
-            return Comparison(n=len(common), paired=True, reason=f"n too small ({len(common)} pair)", notes=tuple(notes))
+            reason = f"n too small ({len(common)} pair)"
+            return Comparison(n=len(common), paired=True, reason=reason, notes=tuple(notes))
         r = paired_difference({s: a[s] for s in common}, {s: b[s] for s in common}, confidence)
         reason = ""
         floor = min_attainable_p(r.n)
