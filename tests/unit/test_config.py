@@ -17,7 +17,6 @@ from gsmoe.config import (
     raw_files,
     regex_alternatives,
     resolve_run,
-    roles_datasets,
     run_table,
     seed_chunks,
     validate_config,
@@ -241,7 +240,6 @@ def test_run_table_and_roles():
         {"dataset": "Cora", "experiment": "baseline", "seed": 1},
     ]
     assert len(table) == (2 + 2 + 1) * 2
-    assert roles_datasets(cfg) == ["ENZYMES"]
     assert needs_roles(cfg, "ENZYMES", "roles") and not needs_roles(cfg, "ENZYMES", "moe4")
 
 

@@ -46,7 +46,6 @@ __all__ = [
     "raw_files",
     "verified_members",
     "raw_file_key",
-    "roles_datasets",
     "needs_roles",
     "seed_chunks",
     "experiment_datasets",
@@ -585,15 +584,6 @@ def verified_members(config: Mapping[str, Any], dataset: str) -> list[str] | Non
 def needs_roles(config: Mapping[str, Any], dataset: str, experiment: str) -> bool:
     """Whether a run reads the GraphRole table (roles gate)."""
     return _merged_model(config, dataset, experiment)["gate"] == "roles"
-
-
-def roles_datasets(config: Mapping[str, Any]) -> list[str]:
-    """Datasets some run needs roles for."""
-    return [
-        d
-        for d in config["datasets"]
-        if any(needs_roles(config, d, e) for e in config["experiments"] if d in experiment_datasets(config, e))
-    ]
 
 
 def seed_chunks(seeds: Sequence[int], size: int) -> list[list[int]]:
