@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from gsmoe.config import ConfigError, validate_config
+from gsmoe.config import ConfigError, load_config, validate_config
 from gsmoe.report.aggregate import RUN_COLUMNS
 from gsmoe.report.claims import (
     CLAIM_COLUMNS,
@@ -482,7 +482,7 @@ def test_default_claims_cover_the_paper() -> None:
 def test_smoke_config_claims_run(tmp_path: Path) -> None:
     # The smoke config runs Cora and ENZYMES with 2 seeds: PubMed rows are "not run" and
     # 2 seeds can never reach alpha, so nothing may "hold" -- and nothing may crash.
-    cfg = _load("tests/workflow/config_smoke.yaml")
+    cfg = load_config(ROOT / "tests" / "workflow" / "config_smoke.yaml", base_dir=ROOT)
     rows = [
         run_rows(d, e, 0.5 + 0.01 * i, seeds=[0, 1])
         for d in ("Cora", "ENZYMES")
