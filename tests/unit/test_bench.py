@@ -107,7 +107,9 @@ def test_quick_benchmark_writes_csv_and_markdown(tmp_path: Path, pyg_root: Path)
 @needs_mirror
 def test_memory_child_measures_a_workload(pyg_root: Path) -> None:
     rows = bench_memory(load_config(CONFIG), CONFIG, ["ENZYMES"], ["moe4_softmax"], pyg_root, 1, lambda _: None)
-    assert [(r["dataset"], r["scope"], r["config"], r["num_experts"]) for r in rows] == [("ENZYMES", "memory", "moe4_softmax", 4)]
+    assert [(r["dataset"], r["scope"], r["config"], r["num_experts"]) for r in rows] == [
+        ("ENZYMES", "memory", "moe4_softmax", 4)
+    ]
     memory = rows[0]
     assert memory["persistent_mb"] >= 0 and memory["step_mb"] >= memory["activation_mb"] >= 0
     assert memory["peak_rss_mb"] == pytest.approx(memory["persistent_mb"] + memory["step_mb"], abs=0.11)
@@ -128,7 +130,8 @@ def test_runs_time_every_experiment_alone(tmp_path: Path, pyg_root: Path) -> Non
 @needs_mirror
 def test_products_measure_share_and_grid_floor(tmp_path: Path, pyg_root: Path) -> None:
     out = tmp_path / "bench"
-    assert _main("products", "--epochs", "1", "--datasets", "ENZYMES", "--data-root", str(pyg_root), "--out-dir", str(out)) == 0
+    args = ["--epochs", "1", "--datasets", "ENZYMES", "--data-root", str(pyg_root), "--out-dir", str(out)]
+    assert _main("products", *args) == 0
     with open(out / "products.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     config = load_config(CONFIG)

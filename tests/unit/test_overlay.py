@@ -45,7 +45,7 @@ def test_bases_merge_in_order_relative_to_the_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "files", "match"),
     [
-        ({"base": "missing.yaml"}, {}, r"base missing.yaml names .*missing.yaml, which cannot be read .*relative to the repository root"),
+        ({"base": "missing.yaml"}, {}, r"base missing.yaml names .*missing.yaml, which cannot be read .*repository root"),
         ({"base": "a.yaml"}, {"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, "names itself"),
         ({"base": "a.yaml"}, {"a.yaml": "[1, 2]\n"}, "must be a mapping"),
         ({"base": []}, {}, "base must be a file path or a list"),

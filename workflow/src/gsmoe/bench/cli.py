@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--out-dir", type=Path, default=Path("results/benchmarks"))
     common.add_argument("--threads", type=int, default=1)
     common.add_argument("--default-allocator", action="store_true", help="do not call keep_freed_memory()")
-    parser = argparse.ArgumentParser(prog="python -m gsmoe.bench", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(prog="python -m gsmoe.bench", description=__doc__.split("\n\n")[1].replace("``", ""))
     sub = parser.add_subparsers(dest="measurement", required=True)
     layers = sub.add_parser("layers", parents=[common], help="layer, step and epoch timings and memory (the default)")
     layers.add_argument("--quick", action="store_true", help="fewer workloads, datasets and repeats (under a minute)")
@@ -76,9 +76,11 @@ def _layers(args: argparse.Namespace, config: Mapping[str, Any], datasets: list[
                              args.data_root, args.threads, _log)  # fmt: skip
     checks = targets(rows)
     write_outputs(args.out_dir, "moe_layer", rows, CSV_FIELDS, render_markdown(rows, checks, env, args.quick))
-    _log(f"wrote {args.out_dir / 'moe_layer.csv'} and {args.out_dir / 'moe_layer.md'} in {time.perf_counter() - started:.0f}s")
+    elapsed = time.perf_counter() - started
+    _log(f"wrote {args.out_dir / 'moe_layer.csv'} and {args.out_dir / 'moe_layer.md'} in {elapsed:.0f}s")
     for c in checks:
-        _log(f"  {'PASS' if c['passed'] else 'FAIL'} {c['dataset']} {c['scope']}: {c['target']} (measured {c['value']:.2f})")
+        result = "PASS" if c["passed"] else "FAIL"
+        _log(f"  {result} {c['dataset']} {c['scope']}: {c['target']} (measured {c['value']:.2f})")
 
 
 def _runs(args: argparse.Namespace, config: Mapping[str, Any], datasets: list[str], env: dict[str, str]) -> None:
@@ -116,5 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     torch.set_num_threads(args.threads)
     tuned = False if args.default_allocator else keep_freed_memory()
-    MEASURE[args.measurement](args, config, datasets, environment(args.threads, tuned))
+    try:
+        MEASURE[args.measurement](args, config, datasets, environment(args.threads, tuned))
+    except ConfigError as err:  # e.g. the config has no experiment a workload names
+        _log(f"error: {err}; the benchmark's workloads are gsmoe.bench.workloads.WORKLOADS")
+        return 1
     return 0

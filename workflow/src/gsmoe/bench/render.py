@@ -87,7 +87,8 @@ def render_products(rows: list[dict[str, Any]], env: dict[str, str], cores: int 
         grid = sum(r["grid_product_s"] for r in mine)
         total += grid
         lines.append(f"| {dataset} | {epoch:.0f} | {products:.0f} ({products / epoch:.0%}) | {grid:.0f} |")
-    lines += ["", f"All datasets: {total:.0f} core-seconds of matrix products, {total / cores / 60:.1f} minutes on {cores} cores.", ""]
+    minutes = total / cores / 60
+    lines += ["", f"All datasets: {total:.0f} core-seconds of matrix products, {minutes:.1f} minutes on {cores} cores.", ""]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from gsmoe.bench.timer import Timer
 from gsmoe.bench.workloads import Tasks, build, describe, epoch_job, layer_job, load, step_input, step_job, workload_run
+from gsmoe.config import dataset_config
 from gsmoe.nn.reference import ReferenceConv, reference_model
 
 #: (dataset, scope) where the loop reference of the 128-expert workloads is not timed
@@ -38,7 +39,10 @@ def _jobs(scope: str, run: Mapping[str, Any], ds: Any, tasks: Tasks) -> dict[str
     if scope == "layer":
         conv = model.convs[0].train()
         data = step_input(task)[0]
-        return {"vectorized": layer_job(conv, data, vectorized=True), "reference": layer_job(ReferenceConv(conv), data, vectorized=False)}
+        return {
+            "vectorized": layer_job(conv, data, vectorized=True),
+            "reference": layer_job(ReferenceConv(conv), data, vectorized=False),
+        }
     make = epoch_job if scope == "epoch" else step_job
     jobs = {"vectorized": make(model, run, task, vectorized=True)}
     if not (run["model"]["num_experts"] == 128 and (run["dataset"], scope) in NO_REFERENCE_128):
@@ -53,7 +57,7 @@ def bench_dataset(config: Mapping[str, Any], dataset: str, data_root: Path, work
     tasks = Tasks(ds)
     runs = {name: workload_run(config, dataset, name) for name in workloads}
     rows = []
-    for scope in scopes(next(iter(runs.values()))["task"], quick):
+    for scope in scopes(dataset_config(config, dataset)["task"], quick):
         jobs = {
             f"{name}/{kind}": job for name, run in runs.items() for kind, job in _jobs(scope, run, ds, tasks).items()
         }

@@ -117,7 +117,8 @@ def optimizer(model: torch.nn.Module, run: Mapping[str, Any], vectorized: bool) 
     """What training uses (:func:`gsmoe.optim.make_optimizer` with the run's expert updates)
     for the vectorised model; the straightforward full Adam step for the loop reference."""
     training = run["training"]
-    return make_optimizer(model, training["lr"], training["weight_decay"], training["expert_updates"] if vectorized else "dense")
+    updates = training["expert_updates"] if vectorized else "dense"
+    return make_optimizer(model, training["lr"], training["weight_decay"], updates)
 
 
 def layer_job(conv: torch.nn.Module, data: Data, vectorized: bool) -> Callable[[], None]:
@@ -136,7 +137,8 @@ def layer_job(conv: torch.nn.Module, data: Data, vectorized: bool) -> Callable[[
     return job
 
 
-def step_job(model: torch.nn.Module, run: Mapping[str, Any], task: NodeTask | GraphTask, vectorized: bool) -> Callable[[], None]:
+def step_job(model: torch.nn.Module, run: Mapping[str, Any], task: NodeTask | GraphTask,
+             vectorized: bool) -> Callable[[], None]:  # fmt: skip
     """One optimiser step on :func:`step_input`."""
     opt = optimizer(model, run, vectorized)
     data, mask = step_input(task)
@@ -148,7 +150,8 @@ def step_job(model: torch.nn.Module, run: Mapping[str, Any], task: NodeTask | Gr
     return job
 
 
-def epoch_job(model: torch.nn.Module, run: Mapping[str, Any], task: NodeTask | GraphTask, vectorized: bool) -> Callable[[], None]:
+def epoch_job(model: torch.nn.Module, run: Mapping[str, Any], task: NodeTask | GraphTask,
+              vectorized: bool) -> Callable[[], None]:  # fmt: skip
     """One training epoch as training runs it (node task: one full-batch step; graph task:
     every mini-batch of the training graphs, collation included)."""
     opt = optimizer(model, run, vectorized)
