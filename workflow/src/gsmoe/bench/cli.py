@@ -27,7 +27,6 @@ from gsmoe.bench.workloads import MEMORY_WORKLOADS, QUICK_WORKLOADS, WORKLOADS, 
 from gsmoe.config import ConfigError, dataset_config, load_config
 from gsmoe.nn.runtime import keep_freed_memory
 
-MEASUREMENTS = ("layers", "runs", "products")
 #: Left out of ``layers --quick`` unless named with --datasets (its epochs take longest).
 QUICK_SKIPS = ("PubMed",)
 
@@ -95,6 +94,7 @@ def _products(args: argparse.Namespace, config: Mapping[str, Any], datasets: lis
     _log(f"wrote {args.out_dir / 'products.csv'} and {args.out_dir / 'products.md'}")
 
 
+#: The measurements, by their command-line name (the parser's subcommands).
 MEASURE: dict[str, Callable[[argparse.Namespace, Mapping[str, Any], list[str], dict[str, str]], None]] = {
     "layers": _layers,
     "runs": _runs,
@@ -105,7 +105,7 @@ MEASURE: dict[str, Callable[[argparse.Namespace, Mapping[str, Any], list[str], d
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one measurement; without a measurement name, ``layers``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in (*MEASUREMENTS, "-h", "--help"):
+    if not argv or argv[0] not in (*MEASURE, "-h", "--help"):
         argv.insert(0, "layers")
     args = _parser().parse_args(argv)
     try:
