@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from helpers import make_record, write_records
 
 import gsmoe.cli
 from gsmoe.cli import main
-from gsmoe.io import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "reliability" / "config_tiny.yaml"  # Cora, baseline + moe4, seeds 0 and 1
@@ -81,30 +81,10 @@ def _two_dataset_config(tmp_path: Path) -> Path:
     return path
 
 
-def _record(dataset: str, experiment: str, seed: int) -> dict[str, Any]:
-    acc = [0.3, 0.5, 0.6 + 0.01 * seed]
-    return {
-        "dataset": dataset,
-        "experiment": experiment,
-        "seed": seed,
-        "device": "cpu",
-        "curves": {"epoch": [0, 10, 20], "paper_acc": acc},
-        "metrics": {
-            "paper": {"last": acc[-1], "best": acc[-1], "best_epoch": 20},
-            "standard": {"test": acc[-1], "val": acc[-1], "epoch": 20},
-        },
-        "wall_time_s": 1.0,
-        "num_parameters": 10,
-        "active_parameters": 10,
-    }
-
-
 def test_report_allow_missing_skips_a_figure_without_runs(tmp_path: Path) -> None:
     config = _two_dataset_config(tmp_path)
     runs = tmp_path / "runs"
-    for experiment in ("baseline", "moe4"):
-        for seed in (0, 1):
-            write_json(runs / "Cora" / experiment / f"seed{seed}.json", _record("Cora", experiment, seed))
+    write_records(runs, [make_record("Cora", e, seed, 0.6 + 0.01 * seed) for e in ("baseline", "moe4") for seed in (0, 1)])
     out = tmp_path / "report"
     stale = [out / "figures" / "curves_ENZYMES.pdf", out / "figures" / "curves_ENZYMES.png"]
     for path in stale:  # from an earlier report, when ENZYMES had runs

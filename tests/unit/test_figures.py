@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import make_record, write_records
 
-from gsmoe.io import write_json
 from gsmoe.report.figures import build_figure, curves_frame, write_figure
 
 EXPERIMENTS: dict[str, Any] = {
@@ -25,50 +25,19 @@ FIGURE: dict[str, Any] = {
 }
 
 
-def make_record(dataset: str, experiment: str, seed: int, offset: float = 0.0) -> dict[str, Any]:
-    """A minimal run record with curves (docs/design.md)."""
-    epochs = list(range(0, 50, 10))
-    acc = [min(1.0, 0.3 + 0.1 * i + offset + 0.01 * seed) for i in range(len(epochs))]
-    return {
-        "dataset": dataset,
-        "experiment": experiment,
-        "seed": seed,
-        "device": "cpu",
-        "curves": {
-            "epoch": epochs,
-            "train_loss": [1.0 / (i + 1) for i in range(len(epochs))],
-            "train_acc": acc,
-            "val_acc": acc,
-            "test_acc": [a - 0.05 for a in acc],
-            "paper_acc": acc,
-        },
-        "metrics": {
-            "paper": {"last": acc[-1], "best": max(acc), "best_epoch": 40},
-            "standard": {"test": acc[-1] - 0.05, "val": acc[-1], "epoch": 40},
-        },
-        "wall_time_s": 1.0,
-        "num_parameters": 10,
-        "active_parameters": 10,
-    }
+def _accuracy(seed: int, offset: float) -> list[float]:
+    """Five evaluations, rising with the epoch, the experiment's offset and the seed."""
+    return [min(1.0, 0.3 + 0.1 * i + offset + 0.01 * seed) for i in range(5)]
 
 
 def all_records() -> list[dict[str, Any]]:
     records = [
-        make_record(dataset, experiment, seed, 0.02 * i)
+        make_record(dataset, experiment, seed, curve=_accuracy(seed, 0.02 * i))
         for i, experiment in enumerate(EXPERIMENTS)
         for dataset in ("Cora", "ENZYMES")
         for seed in range(3)
     ]
     return records
-
-
-def write_records(tmp_path: Path, records: list[dict[str, Any]]) -> list[str]:
-    paths = []
-    for r in records:
-        path = tmp_path / "runs" / r["dataset"] / r["experiment"] / f"seed{r['seed']}.json"
-        write_json(path, r)
-        paths.append(str(path))
-    return paths
 
 
 def _legend_texts(fig) -> list[str]:
@@ -121,7 +90,7 @@ def test_bad_inputs() -> None:
 
 
 def test_write_figure_pdf_png_deterministic(tmp_path: Path) -> None:
-    paths = write_records(tmp_path, all_records())
+    paths = write_records(tmp_path / "runs", all_records())
     pdf, png = tmp_path / "fig" / "figure2.pdf", tmp_path / "fig" / "figure2.png"
     write_figure(paths, FIGURE, EXPERIMENTS, str(pdf), str(png))
     assert pdf.read_bytes().startswith(b"%PDF")

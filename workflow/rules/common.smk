@@ -25,20 +25,27 @@ from gsmoe.config import (
     validate_config,
     verified_members,
 )
+from gsmoe.overlay import OverlayError, resolve_base
 
 # ---------------------------------------------------------------- config
-# A --configfile is a complete config on its own (tests/workflow/config_smoke.yaml): it
-# replaces config.yaml instead of being merged into it, so that a test config with fewer
-# datasets really has fewer.  --config key=value still overrides single keys.  (Snakemake's
-# --replace-workflow-config does the same but is not passed on to cluster jobs.)
-# If the result is invalid, the error also names the top-level keys of config.yaml that the
-# --configfile lacks (a partial file meant as an overlay of config.yaml).
+# A --configfile is a complete config on its own: it replaces config.yaml instead of being
+# merged into it, so that a test config with fewer datasets really has fewer.  It may be an
+# overlay that names its `base:` files (tests/workflow/config_smoke.yaml: config.yaml and
+# the mirror's file, gsmoe.overlay), resolved against the repository root.  --config
+# key=value still overrides single keys.  (Snakemake's --replace-workflow-config does the
+# same but is not passed on to cluster jobs.)  If the result is invalid, the error also
+# names the top-level keys of config.yaml that it lacks (a partial file meant as an overlay).
+_DEFAULT_KEYS = set(config) if workflow.overwrite_configfiles else set()
 if workflow.overwrite_configfiles:
-    _DROPPED_KEYS = sorted(set(config) - set(workflow.config_settings.overwrite_config))
     config.clear()
     config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
-else:
-    _DROPPED_KEYS = []
+try:
+    _resolved = resolve_base(config, workflow.basedir)
+except OverlayError as err:
+    raise WorkflowError(str(err)) from None
+config.clear()
+config.update(_resolved)
+_DROPPED_KEYS = sorted(_DEFAULT_KEYS - set(config))
 
 
 def config_error(err):
@@ -49,7 +56,8 @@ def config_error(err):
         message += (
             f"\nconfig: --configfile {files} replaces config.yaml instead of being merged into "
             f"it, so these keys of config.yaml are not set: {', '.join(_DROPPED_KEYS)}. To "
-            f"change only some keys of config.yaml, pass --configfile config.yaml {files}"
+            f"change only some keys of config.yaml, pass --configfile config.yaml {files}, "
+            "or name it in the file: base: config.yaml (docs/config.md, Overlays)"
         )
     return WorkflowError(message)
 

@@ -18,14 +18,13 @@ import tempfile
 import zipfile
 from collections.abc import Collection, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import Planetoid, TUDataset
 
 from gsmoe.loaders import planetoid_raw_files, tu_members
 
-__all__ = ["SOURCES", "dataset_summary", "load_dataset", "prepare_dataset"]
+__all__ = ["SOURCES", "load_dataset", "prepare_dataset"]
 
 class _Offline:
     """Mixin: forbid PyG's download, and processing unless explicitly allowed.
@@ -145,26 +144,6 @@ def load_dataset(source: str, pyg_name: str, root: Path) -> InMemoryDataset:
             f"gsmoe.datasets.prepare_dataset({source!r}, {pyg_name!r}, raw_files, {str(root)!r})."
         )
     return cls(str(root), pyg_name, may_process=False)
-
-
-def dataset_summary(dataset: InMemoryDataset) -> dict[str, Any]:
-    """Sizes that identify a prepared dataset (checked by the tests; no rule logs them).
-
-    Graphs, nodes, edges, features, classes and, where the data has masks, the
-    train/val/test mask sizes.
-    """
-    data = dataset._data  # noqa: SLF001 (the collated storage; avoids iterating 600 graphs)
-    summary: dict[str, Any] = {
-        "graphs": len(dataset),
-        "nodes": int(data.num_nodes),
-        "edges": int(data.edge_index.size(1)),
-        "features": int(dataset.num_features),
-        "classes": int(dataset.num_classes),
-    }
-    for mask in ("train_mask", "val_mask", "test_mask"):
-        if mask in data:
-            summary[mask.removesuffix("_mask")] = int(data[mask].sum())
-    return summary
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from gsmoe.config.schema import (
     split_defaults,
 )
 from gsmoe.config.semantics import semantic_errors
+from gsmoe.overlay import OverlayError, resolve_base
 
 __all__ = ["load_config", "validate_config"]
 
@@ -31,8 +32,9 @@ _URL_SCHEMES = ("http", "https", "file")
 def load_config(path: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Read a YAML config file and return it validated, with defaults filled in.
 
-    ``base_dir`` is what a relative ``mirror`` folder is resolved against (default: the
-    current working directory; the workflow passes the repository root).
+    ``base_dir`` is what a relative ``mirror`` folder and ``base`` file (:mod:`gsmoe.overlay`)
+    are resolved against (default: the current working directory; the workflow passes the
+    repository root).
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -41,6 +43,10 @@ def load_config(path: str | os.PathLike[str], base_dir: str | os.PathLike[str] |
         raise ConfigError(f"config: {path} is not valid YAML: {err}") from err
     if raw is None:
         raw = {}
+    try:
+        raw = resolve_base(raw, base_dir)  # an overlay: its base files beneath it
+    except OverlayError as err:
+        raise ConfigError(str(err)) from None
     return validate_config(raw, base_dir=base_dir)
 
 
