@@ -69,7 +69,7 @@ p { max-width: 60rem; margin: .3rem 0; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #d1d5db; padding: .25rem .5rem; vertical-align: top; }
 th { background: #f3f4f6; font-weight: 600; }
-th[scope="row"] { text-align: left; font-weight: 500; max-width: 22rem; }
+th[scope="row"] { text-align: left; font-weight: 500; min-width: 12rem; max-width: 22rem; }
 ul { max-width: 60rem; padding-left: 1.2rem; margin: .3rem 0; }
 td.num { text-align: right; white-space: nowrap; }
 td.paper { text-align: right; color: #4b5563; background: #fafafa; }
@@ -82,6 +82,7 @@ td.paper { text-align: right; color: #4b5563; background: #fafafa; }
 .verdict.open { background: #f3f4f6; color: #374151; }
 .verdict.none { background: #fff; color: #6b7280; border: 1px dashed #9ca3af; }
 .note { color: #6b7280; font-size: .85em; }
+td.note { min-width: 16rem; max-width: 28rem; }
 """
 
 
@@ -319,8 +320,11 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
                     f"<td>{_verdict_html(str(row['verdict']))}</td>"
                 )
                 if str(row["note"]):
-                    notes.append(f"{protocol}: {row['note']}")
-            tds.append(f'<td class="note">{escape("; ".join(notes))}</td>')
+                    notes.append((protocol, str(row["note"])))
+            # one note where both protocols say the same (e.g. too few seeds for the test)
+            texts = list(dict.fromkeys(text for _, text in notes))
+            note = texts[0] if len(texts) == 1 and len(notes) == len(names) else "; ".join(f"{protocol}: {text}" for protocol, text in notes)
+            tds.append(f'<td class="note">{escape(note)}</td>')
             rows.append("<tr>" + "".join(tds) + "</tr>\n")
     body = (
         _protocols(protocols)
