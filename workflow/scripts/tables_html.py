@@ -1,5 +1,4 @@
-"""Snakemake script of rule `tables_html`: summary.csv -> one HTML page per table
-(gsmoe.report.html.write_tables_html)."""
+"""Snakemake script of rule `tables_html`: summary.csv -> an HTML page per table (gsmoe.report.html)."""
 
 import sys
 from pathlib import Path
