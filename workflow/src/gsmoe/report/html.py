@@ -28,7 +28,7 @@ import pandas as pd
 
 from gsmoe.io import atomic_open
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
-from gsmoe.report.tables import DASH, METRIC_HEADINGS, TableGrid, format_paper, metric_name, table_grid
+from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_paper, metric_name, table_grid
 
 __all__ = [
     "CLAIMS_HTML_COLUMNS",
@@ -128,7 +128,7 @@ def render_summary_html(
         "<p>Ours: mean over seeds with its 95 % t-interval and the number of runs n; Paper: the "
         f"value the authors report; {DASH}: not run (ours) or not reported (paper).</p>\n",
     ]
-    for metric, heading in METRIC_HEADINGS.items():
+    for metric, heading in METRIC_NAMES.items():
         cells = summary_df[summary_df["metric"] == metric]
         if cells.empty:
             continue
@@ -196,7 +196,7 @@ def _grid_html(grid: TableGrid) -> str:
     if flagged:
         note += f" (n: the number of seeds where it differs from {grid.n_table})"
     return (
-        f"<h2>{escape(METRIC_HEADINGS[grid.metric])} <code>{grid.metric}</code></h2>\n"
+        f"<h2>{escape(METRIC_NAMES[grid.metric])} <code>{grid.metric}</code></h2>\n"
         f'<table>\n<thead><tr><th rowspan="2">model</th>{head}</tr><tr>{sub}</tr></thead>\n'
         f"<tbody>\n{''.join(rows)}</tbody>\n</table>\n"
         f'<p class="note">{note}; paper: as reported by the authors; {DASH}: not run (ours) or not '
