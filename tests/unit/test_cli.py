@@ -87,6 +87,7 @@ def _record(dataset: str, experiment: str, seed: int) -> dict[str, Any]:
         "dataset": dataset,
         "experiment": experiment,
         "seed": seed,
+        "task": "node",
         "device": "cpu",
         "curves": {"epoch": [0, 10, 20], "paper_acc": acc},
         "metrics": {

@@ -167,6 +167,10 @@ def test_bad_inputs() -> None:
         build_figure(bad, FIGURE, EXPERIMENTS)
     with pytest.raises(ValueError, match="unknown figure metric"):
         build_figure(all_records(), {**FIGURE, "metric": "roles"}, EXPERIMENTS)
+    old = all_records()
+    del old[0]["task"]
+    with pytest.raises(ValueError, match=r"Cora/baseline/seed0.*lack 'task'"):
+        build_figure(old, FIGURE, EXPERIMENTS)
 
 
 def test_write_figure_pdf_png_deterministic(tmp_path: Path) -> None:

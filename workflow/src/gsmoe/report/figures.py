@@ -84,6 +84,9 @@ def _describe(records: Sequence[Mapping[str, Any]], dataset: str, metric: str) -
     """Subtitle and y-label of ``metric`` on ``dataset``, from the task and split its records ran with."""
     protocol, which = _CURVES[metric]
     runs = [r for r in records if r["dataset"] == dataset]
+    lacking = [f"{r['dataset']}/{r['experiment']}/seed{r['seed']}" for r in runs if "task" not in r]
+    if lacking:
+        raise ValueError(f"run record(s) {lacking[:3]} lack 'task' (node | graph); rerun them to rewrite the records")
     tasks = {str(r["task"]) for r in runs}
     if len(tasks) != 1:
         raise ValueError(f"runs on {dataset} must share one task to describe the curve, got {sorted(tasks)}")
