@@ -191,7 +191,7 @@ def test_claims_show_difference_interval_p_and_verdict(tmp_path: Path) -> None:
     page = out.read_text()
     assert '+0.019 <span class="ci">[+0.009, +0.029]</span></td><td class="num">0.027</td>' in page
     assert '<span class="verdict holds">holds</span>' in page
-    assert '<span class="verdict none">not run</span>' in page
+    assert '<td class="num">--</td><td class="num">--</td><td><span class="verdict none">not run</span>' in page
     assert "standard: moe4 has no runs" in page  # a note of one protocol says which
     assert "difference [95 % CI]" in page
     assert 'rowspan="2">4 experts beat the baseline' in page  # one claim, two datasets

@@ -32,13 +32,16 @@ from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_paper, met
 
 __all__ = [
     "CLAIMS_HTML_COLUMNS",
+    "read_claims_csv",
     "render_claims_html",
     "render_summary_html",
     "render_table_html",
+    "table_metrics",
     "write_claims_html",
     "write_summary_html",
     "write_tables_html",
 ]
+
 
 def _protocols(protocols: Mapping[str, str]) -> str:
     """What each protocol measures (:func:`gsmoe.report.protocols.protocol_descriptions`)."""
@@ -313,9 +316,13 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
                     tds.append(f'<td class="num">{DASH}</td><td class="num">{DASH}</td><td></td>')
                     continue
                 row = indexed[(claim, dataset, protocol)]
-                interval = f"[{_fmt(row['ci_low'], sign=True)}, {_fmt(row['ci_high'], sign=True)}]"
+                interval = (
+                    ""
+                    if _is_missing(row["ci_low"])
+                    else f' <span class="ci">[{_fmt(row["ci_low"], sign=True)}, {_fmt(row["ci_high"], sign=True)}]</span>'
+                )
                 tds.append(
-                    f'<td class="num">{_fmt(row["diff"], sign=True)} <span class="ci">{interval}</span></td>'
+                    f'<td class="num">{_fmt(row["diff"], sign=True)}{interval}</td>'
                     f'<td class="num">{_fmt(row["p_value"])}</td>'
                     f"<td>{_verdict_html(str(row['verdict']))}</td>"
                 )
