@@ -26,6 +26,7 @@ from gsmoe.config import (
     verified_members,
 )
 from gsmoe.overlay import OverlayError, resolve_base
+from gsmoe.report.evaluation_sets import protocol_descriptions, run_datasets
 
 # ---------------------------------------------------------------- config
 # A --configfile is a complete config on its own: it replaces config.yaml instead of being
@@ -154,9 +155,36 @@ def figure_run_paths(figure):
     return [run_path(fig["dataset"], e, s) for e in fig["experiments"] for s in SEEDS]
 
 
+def html_paths():
+    """The results as HTML pages for the report (rules summary_html, tables_html, claims_html)."""
+    tables = [f"results/tables/{t}.html" for t in TABLES]
+    return ["results/summary.html", *tables, "results/claims.html"]
+
+
 def final_outputs():
     """Inputs of the default target: summary, claims, tables, figures (and so every run)."""
-    return ["results/summary.csv", "results/claims.md", *table_paths(), *figure_paths()]
+    return [
+        "results/summary.csv",
+        "results/claims.md",
+        *table_paths(),
+        *figure_paths(),
+        *html_paths(),
+    ]
+
+
+# ---------------------------------------------------------------- report parameters
+# A report item's "Job parameters" panel lists its job's params: pass what the job reads.
+def experiment_labels():
+    """{experiment: label} in config order (the label defaults to the key)."""
+    return {e: (cfg or {}).get("label", e) for e, cfg in config["experiments"].items()}
+
+
+def experiment_labels_and_papers():
+    """{experiment: {label, paper: {dataset: value}}}: row labels and the paper's values."""
+    return {
+        e: {"label": label, "paper": (config["experiments"][e] or {}).get("paper", {})}
+        for e, label in experiment_labels().items()
+    }
 
 
 # ---------------------------------------------------------------- input functions
@@ -212,3 +240,8 @@ def train_runtime(seeds):
     """Minutes for a train job: 30 per seed, times the attempt number (1, 2, 3, ...)."""
     n = 1 if seeds is None else len(seeds)
     return lambda wildcards, attempt: 30 * n * attempt
+
+
+def protocols_text():
+    """{protocol: what it measures on the datasets that run}: captions and HTML pages."""
+    return protocol_descriptions(run_datasets(config))

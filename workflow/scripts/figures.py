@@ -13,7 +13,7 @@ from gsmoe.report.figures import write_figure  # noqa: E402
 write_figure(
     list(snakemake.input),  # noqa: F821
     snakemake.params.figure,  # noqa: F821
-    snakemake.params.experiments,  # noqa: F821
+    {e: {"label": label} for e, label in snakemake.params.labels.items()},  # noqa: F821
     snakemake.output.pdf,  # noqa: F821
     snakemake.output.png,  # noqa: F821
 )
