@@ -162,7 +162,7 @@ def row_power(
         if not math.isfinite(effect):
             return RowPower(test, n, sd, diff, target, mde, math.nan, None, "the paper gives no difference")
         if effect <= 0.0:
-            note = "the paper's own difference is not in the claimed direction: nothing to detect"
+            note = "the paper's own difference is 0 or against the claim: nothing to detect"
             return RowPower(test, n, sd, diff, target, mde, math.nan, None, note)
 
         def power_at(k: int) -> float:
