@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as _sps
 
 from gsmoe.report.stats import EXACT_MAX_N, t_interval
@@ -111,7 +112,7 @@ SMALL_SUPERIORITY_NOTE = "a is better than b by less than the margin"
 _OPPOSITE: dict[str, Direction] = {"greater": "less", "less": "greater"}
 
 
-def _differences(d: object) -> np.ndarray:
+def _differences(d: npt.ArrayLike) -> np.ndarray:
     arr = np.asarray(d, dtype=float)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"paired differences must be a non-empty 1-D array, got shape {arr.shape}")
@@ -136,12 +137,8 @@ def _check_direction(direction: str) -> Direction:
     return direction  # type: ignore[return-value]
 
 
-def _mean(x: np.ndarray, axis: int) -> np.ndarray:
-    return np.mean(x, axis=axis)
-
-
 def sign_flip_p(
-    d: object,
+    d: npt.ArrayLike,
     alternative: Literal["greater", "less", "two-sided"],
     *,
     n_resamples: int = 10_000,
@@ -160,7 +157,7 @@ def sign_flip_p(
     exact = n <= exact_max_n
     result = _sps.permutation_test(
         (arr,),
-        _mean,
+        np.mean,
         permutation_type="samples",
         vectorized=True,
         n_resamples=math.inf if exact else n_resamples,
@@ -229,7 +226,7 @@ class DirectionalTest:
 
 
 def directional_test(
-    d: object, direction: str, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
+    d: npt.ArrayLike, direction: str, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
 ) -> DirectionalTest:
     """One-sided sign-flip tests of ``d`` in the claimed ``direction`` and against it."""
     arr = _differences(d)
@@ -292,7 +289,7 @@ class PaperCheck:
         return f"{paper} is inside [{self.ci_low:+.3f}, {self.ci_high:+.3f}]"
 
 
-def check_paper_difference(d: object, paper_diff: float, alpha: float) -> PaperCheck:
+def check_paper_difference(d: npt.ArrayLike, paper_diff: float, alpha: float) -> PaperCheck:
     """Is the paper's ``paper_diff`` (a - b) compatible with our ``1 - alpha`` interval of ``d``?
 
     A claim can hold (our difference is significantly positive) and be overstated (the
@@ -343,7 +340,7 @@ class EquivalenceTest:
 
 
 def equivalence_test(
-    d: object, margin: float, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
+    d: npt.ArrayLike, margin: float, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
 ) -> EquivalenceTest:
     """Two one-sided t-tests of ``d`` against ``-margin`` and ``+margin`` (TOST)."""
     arr = _differences(d)
@@ -404,7 +401,7 @@ class NonSuperiorityTest:
 
 
 def non_superiority_test(
-    d: object, margin: float, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
+    d: npt.ArrayLike, margin: float, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
 ) -> NonSuperiorityTest:
     """Is ``a`` shown not to beat ``b`` by ``margin`` or more?"""
     arr = _differences(d)
