@@ -7,66 +7,7 @@ import torch
 
 from gsmoe.nn import SAGEMoEConv
 from gsmoe.nn.reference import reference_conv
-
-E, K = 4, 2
-
-GATES = {
-    "roles": dict(gate="roles"),
-    "dense": dict(gate="dense"),
-    "dense_nosoftmax": dict(gate="dense", softmax=False),
-    "topk_graph": dict(gate="noisy_topk", top_k=K, pool="graph"),
-    "topk_node": dict(gate="noisy_topk", top_k=K, pool="node"),
-    "topk_batch_shared": dict(gate="noisy_topk", top_k=K, pool="batch", routing_noise="shared"),
-    "topk_graph_shared": dict(gate="noisy_topk", top_k=K, pool="graph", routing_noise="shared"),
-    "shared": dict(gate="shared"),
-}
-
-
-def _variants() -> list:
-    cases = []
-    for gate_name, gate_kwargs in GATES.items():
-        for placement in ("both",) if gate_name == "shared" else ("message", "aggregate", "both"):
-            message = placement != "aggregate"
-            update = placement != "message"
-            for node in ("target", "source") if message else ("target",):
-                for m_act in ("outside", "inside") if message else ("outside",):
-                    for u_act in ("inside", "outside") if update else ("inside",):
-                        for train in (False, True) if gate_name.startswith("topk") else (False,):
-                            kwargs = dict(
-                                placement=placement,
-                                num_experts=E,
-                                message_gate_node=node,
-                                message_activation=m_act,
-                                update_activation=u_act,
-                                **gate_kwargs,
-                            )
-                            case_id = f"{gate_name}-{placement}-{node}-m{m_act}-u{u_act}-{'train' if train else 'eval'}"
-                            cases.append(pytest.param(kwargs, train, id=case_id))
-    return cases
-
-
-def _graph_batch(seed: int = 0, in_channels: int = 5):
-    """Three graphs: a 5-cycle with a chord, a 4-path, 3 nodes without edges."""
-    gen = torch.Generator().manual_seed(seed)
-    edges = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2), (5, 6), (6, 7), (7, 8)]
-    edge_index = torch.tensor(edges).T
-    edge_index = torch.cat([edge_index, edge_index.flip(0)], 1)
-    batch = torch.tensor([0] * 5 + [1] * 4 + [2] * 3)
-    x = torch.randn(12, in_channels, generator=gen)
-    roles = torch.softmax(torch.randn(12, E, generator=gen), -1)
-    return x, edge_index, batch, roles
-
-
-def _make_conv(kwargs: dict, seed: int = 0, in_channels: int = 5, out_channels: int = 6) -> SAGEMoEConv:
-    torch.manual_seed(seed)
-    conv = SAGEMoEConv(in_channels, out_channels, **kwargs)
-    # Noisy gates start at zero (all ties); random gate weights exercise real routing.
-    for gate in (conv.message_gate, conv.update_gate):
-        if gate is not None and hasattr(gate, "w_gate"):
-            torch.nn.init.normal_(gate.w_gate)
-            torch.nn.init.normal_(gate.w_noise)
-    return conv
-
+from nn_helpers import E, GATE_VARIANTS, K, conv_variants, make_conv, three_graphs
 
 def _grads(out: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     probe = torch.linspace(-1, 1, out.numel()).view_as(out)
@@ -74,10 +15,10 @@ def _grads(out: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]
 
 
-@pytest.mark.parametrize("kwargs,train", _variants())
+@pytest.mark.parametrize("kwargs,train", conv_variants())
 def test_matches_per_expert_reference(kwargs: dict, train: bool) -> None:
-    conv = _make_conv(kwargs).train(train)
-    x, edge_index, batch, roles = _graph_batch()
+    conv = make_conv(kwargs).train(train)
+    x, edge_index, batch, roles = three_graphs()
     x.requires_grad_(True)
     inputs = [x, *conv.parameters()]
 
@@ -91,13 +32,13 @@ def test_matches_per_expert_reference(kwargs: dict, train: bool) -> None:
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("gate", list(GATES))
+@pytest.mark.parametrize("gate", list(GATE_VARIANTS))
 def test_matches_reference_in_double_precision(gate: str) -> None:
     """In float64 the layer and the loop agree to 1e-10: the float32 tolerances above hide
     no real difference, and the reference follows the input's dtype (noise included)."""
-    kwargs = dict(placement="both", num_experts=E, **GATES[gate])
-    conv = _make_conv(kwargs).double().train(gate.startswith("topk"))
-    x, edge_index, batch, roles = _graph_batch()
+    kwargs = {"placement": "both", "num_experts": E, **GATE_VARIANTS[gate]}
+    conv = make_conv(kwargs).double().train(gate.startswith("topk"))
+    x, edge_index, batch, roles = three_graphs()
     x, roles = x.double(), roles.double()
 
     torch.manual_seed(123)
@@ -113,8 +54,8 @@ def test_matches_reference_in_double_precision(gate: str) -> None:
 @pytest.mark.parametrize("placement", ["message", "aggregate", "both"])
 def test_single_graph_routed_as_a_whole_matches_reference(placement: str, train: bool) -> None:
     # One graph takes the gathered-weights shortcut instead of the dispatch.
-    conv = _make_conv(dict(placement=placement, **GATES["topk_graph"])).train(train)
-    x, edge_index, _, _ = _graph_batch()
+    conv = make_conv(dict(placement=placement, **GATE_VARIANTS["topk_graph"])).train(train)
+    x, edge_index, _, _ = three_graphs()
     x.requires_grad_(True)
     inputs = [x, *conv.parameters()]
     torch.manual_seed(9)
@@ -129,8 +70,8 @@ def test_single_graph_routed_as_a_whole_matches_reference(placement: str, train:
 @pytest.mark.parametrize("placement", ["none", "message", "aggregate", "both"])
 def test_baseline_and_moe_without_batch_vector(placement: str) -> None:
     kwargs = dict(placement="none", gate="none", num_experts=1) if placement == "none" else dict(placement=placement)
-    conv = _make_conv(kwargs)
-    x, edge_index, _, roles = _graph_batch()
+    conv = make_conv(kwargs)
+    x, edge_index, _, roles = three_graphs()
     out, aux = conv(x, edge_index)
     torch.testing.assert_close(out, reference_conv(conv, x, edge_index), rtol=1e-5, atol=1e-6)
     assert out.shape == (12, 6)
@@ -142,8 +83,8 @@ def test_baseline_and_moe_without_batch_vector(placement: str) -> None:
     [(g, p) for g in ("dense", "topk_graph", "topk_node", "roles") for p in ("message", "both")] + [("shared", "both")],
 )
 def test_edge_order_does_not_matter(gate: str, placement: str) -> None:
-    conv = _make_conv(dict(placement=placement, **GATES[gate])).eval()
-    x, edge_index, batch, roles = _graph_batch()
+    conv = make_conv(dict(placement=placement, **GATE_VARIANTS[gate])).eval()
+    x, edge_index, batch, roles = three_graphs()
     perm = torch.randperm(edge_index.size(1), generator=torch.Generator().manual_seed(3))
     out1, _ = conv(x, edge_index, batch=batch, roles=roles)
     out2, _ = conv(x, edge_index[:, perm], batch=batch, roles=roles)
@@ -151,7 +92,7 @@ def test_edge_order_does_not_matter(gate: str, placement: str) -> None:
 
 
 def test_graph_without_edges_gives_finite_output() -> None:
-    conv = _make_conv(dict(placement="both", **GATES["topk_node"]))
+    conv = make_conv(dict(placement="both", **GATE_VARIANTS["topk_node"]))
     x = torch.randn(3, 5)
     out, _ = conv(x, torch.empty(2, 0, dtype=torch.long))
     assert torch.isfinite(out).all()
@@ -162,8 +103,8 @@ def test_graph_without_edges_gives_finite_output() -> None:
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("gate", ["topk_graph", "topk_node", "dense"])
 def test_graphs_in_a_batch_are_routed_independently(gate: str, train: bool) -> None:
-    conv = _make_conv(dict(placement="both", **GATES[gate])).train(train)
-    x, edge_index, batch, roles = _graph_batch()
+    conv = make_conv(dict(placement="both", **GATE_VARIANTS[gate])).train(train)
+    x, edge_index, batch, roles = three_graphs()
     changed = x.clone()
     changed[batch == 1] = torch.randn(4, 5)
     torch.manual_seed(7)
@@ -184,8 +125,8 @@ def test_graphs_in_a_batch_are_routed_independently(gate: str, train: bool) -> N
 
 @pytest.mark.parametrize("pool", ["graph", "node"])
 def test_topk_gives_no_gradient_to_unselected_experts(pool: str) -> None:
-    conv = _make_conv(dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool=pool)).train()
-    x, edge_index, batch, _ = _graph_batch()
+    conv = make_conv(dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool=pool)).train()
+    x, edge_index, batch, _ = three_graphs()
     keep = batch == 0  # one graph, so most experts stay unselected
     x, edge_index, batch = x[keep], edge_index[:, edge_index.max(0).values < 5], batch[keep]
     out, _ = conv(x, edge_index, batch=batch)
@@ -203,8 +144,8 @@ def test_topk_gives_no_gradient_to_unselected_experts(pool: str) -> None:
 
 
 def test_routing_and_expert_load() -> None:
-    conv = _make_conv(dict(placement="both", gate="noisy_topk", num_experts=E, top_k=K, pool="graph")).eval()
-    x, edge_index, batch, _ = _graph_batch()
+    conv = make_conv(dict(placement="both", gate="noisy_topk", num_experts=E, top_k=K, pool="graph")).eval()
+    x, edge_index, batch, _ = three_graphs()
     conv(x, edge_index, batch=batch)
     load = conv.expert_load()
     assert set(load) == {"message", "update"}
@@ -214,24 +155,24 @@ def test_routing_and_expert_load() -> None:
         counts = torch.bincount(conv.routing[stage].indices.flatten(), minlength=E)
         assert fractions == pytest.approx((counts / 3).tolist())
 
-    dense = _make_conv(dict(placement="aggregate", gate="dense"))
+    dense = make_conv(dict(placement="aggregate", gate="dense"))
     dense(x, edge_index, batch=batch)
     assert sum(dense.expert_load()["update"]) == pytest.approx(1.0)
 
 
 def test_determinism() -> None:
-    x, edge_index, batch, _ = _graph_batch()
+    x, edge_index, batch, _ = three_graphs()
     outs = []
     for _ in range(2):
-        conv = _make_conv(dict(placement="both", **GATES["topk_node"])).train()
+        conv = make_conv(dict(placement="both", **GATE_VARIANTS["topk_node"])).train()
         torch.manual_seed(5)
         outs.append(conv(x, edge_index, batch=batch)[0])
     assert torch.equal(outs[0], outs[1])
 
 
 def test_output_rows_have_unit_norm() -> None:
-    conv = _make_conv(dict(placement="aggregate", gate="dense"))
-    x, edge_index, batch, _ = _graph_batch()
+    conv = make_conv(dict(placement="aggregate", gate="dense"))
+    x, edge_index, batch, _ = three_graphs()
     out, _ = conv(x, edge_index, batch=batch)
     torch.testing.assert_close(out.norm(dim=1), torch.ones(12))
 
@@ -239,14 +180,18 @@ def test_output_rows_have_unit_norm() -> None:
 @pytest.mark.parametrize(
     "kwargs,text",
     [
-        (dict(in_channels=1433, out_channels=32), "SAGEMoEConv(1433, 32, placement=aggregate, gate=dense, experts=4)"),
+        (
+            dict(in_channels=1433, out_channels=32),
+            "SAGEMoEConv(1433, 32, placement=aggregate, gate=dense, experts=4, softmax=True)",
+        ),
         (
             dict(in_channels=3, out_channels=32, placement="none", gate="none", num_experts=1),
             "SAGEMoEConv(3, 32, placement=none, gate=none, experts=1)",
         ),
         (
             dict(in_channels=3, out_channels=32, placement="both", gate="noisy_topk", num_experts=128, top_k=4),
-            "SAGEMoEConv(3, 32, placement=both, gate=noisy_topk, experts=128, top_k=4, pool=graph)",
+            "SAGEMoEConv(3, 32, placement=both, gate=noisy_topk, experts=128, top_k=4, pool=graph, "
+            "balance_loss_weight=0.0, routing_noise=independent)",
         ),
     ],
 )
@@ -257,18 +202,19 @@ def test_repr(kwargs: dict, text: str) -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(placement="edges"), "placement must be one of"),
+        (dict(placement="edges"), "placement must be one of 'none', 'message', 'aggregate', 'both'; got 'edges'"),
         (dict(gate="mlp"), "gate must be one of"),
-        (dict(placement="none", gate="roles"), "gate 'roles' does not fit placement 'none'"),
-        (dict(placement="aggregate", gate="none"), "gate 'none' does not fit placement 'aggregate'"),
-        (dict(placement="none", gate="none", num_experts=4), "num_experts must be 1"),
-        (dict(placement="aggregate", gate="shared"), "needs placement 'both'"),
-        (dict(gate="noisy_topk", num_experts=4, top_k=5), "top_k=5, num_experts=4"),
+        (dict(placement="none", gate="roles"), "placement is 'none' .* but gate is 'roles'"),
+        (dict(placement="aggregate", gate="none"), "gate is 'none' but placement is 'aggregate'"),
+        (dict(placement="none", gate="none", num_experts=4), "num_experts is 4; use gate: none and num_experts: 1"),
+        (dict(placement="aggregate", gate="shared"), "use placement: both"),
+        (dict(gate="noisy_topk", num_experts=4, top_k=5), r"^top_k \(5\) must be <= num_experts \(4\)\.$"),
         (dict(gate="noisy_topk", pool="edge"), "pool must be one of"),
+        (dict(gate="noisy_topk", routing_noise="gaussian"), "routing_noise must be one of"),
         (dict(message_gate_node="both"), "message_gate_node must be one of"),
         (dict(message_activation="middle"), "message_activation must be one of"),
         (dict(update_activation="middle"), "update_activation must be one of"),
-        (dict(num_experts=0), "num_experts must be >= 1"),
+        (dict(num_experts=0), "num_experts must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
@@ -276,9 +222,17 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
         SAGEMoEConv(5, 6, **kwargs)
 
 
+def test_unknown_keyword_and_options_of_other_gates() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument.*: topk"):
+        SAGEMoEConv(5, 6, topk=2)
+    # A run config sets every gate's options; a dense layer takes them and uses none.
+    conv = SAGEMoEConv(5, 6, gate="dense", num_experts=4, top_k=8, routing_noise="shared")
+    assert conv.update_gate.options() == {"softmax": True}
+
+
 def test_roles_missing_or_wrong_width() -> None:
     conv = SAGEMoEConv(5, 6, placement="aggregate", gate="roles", num_experts=E)
-    x, edge_index, _, roles = _graph_batch()
+    x, edge_index, _, roles = three_graphs()
     with pytest.raises(ValueError, match="needs the node role distributions"):
         conv(x, edge_index)
     with pytest.raises(ValueError, match=r"num_experts=4.*got shape \(12, 3\)"):

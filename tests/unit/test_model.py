@@ -2,71 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from torch_geometric.data import Batch, Data
 
-from gsmoe.config import model_defaults
-from gsmoe.nn import MODEL_KEYS, GraphSAGEMoE, ModelOutput, build_model
+from gsmoe.modelspec import MODEL_KEYS, model_defaults
+from gsmoe.nn import GraphSAGEMoE, ModelOutput, build_model
+from nn_helpers import MODEL_VARIANTS, graph_batch, node_data
 
-E = 4
-
-# The ``model:`` block of docs/design.md.
-DESIGN_CFG = {
-    "hidden": 32,
-    "num_layers": 2,
-    "dropout": 0.5,
-    "placement": "aggregate",
-    "num_experts": 4,
-    "gate": "dense",
-    "softmax": True,
-    "top_k": 4,
-    "pool": "graph",
-    "balance_loss_weight": 0.0,
-    "message_gate_node": "target",
-    "message_activation": "outside",
-    "update_activation": "inside",
-    "routing_noise": "independent",
-}
-
-BASELINE = dict(placement="none", gate="none", num_experts=1)
-VARIANTS = {
-    "baseline": BASELINE,
-    "roles-message": dict(placement="message", gate="roles", num_experts=E),
-    "roles-aggregate": dict(placement="aggregate", gate="roles", num_experts=E),
-    "dense-aggregate": dict(placement="aggregate", gate="dense", num_experts=E),
-    "dense-nosoftmax": dict(placement="aggregate", gate="dense", num_experts=E, softmax=False),
-    "dense-message-source": dict(placement="message", gate="dense", num_experts=E, message_gate_node="source"),
-    "topk-graph-both": dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="graph"),
-    "topk-node-aggregate": dict(placement="aggregate", gate="noisy_topk", num_experts=8, top_k=2, pool="node"),
-    "shared-both": dict(placement="both", gate="shared", num_experts=E),
-}
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _random_graph(num_nodes: int, num_edges: int, gen: torch.Generator, features: int = 8) -> Data:
-    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=gen)
-    edge_index = torch.cat([edge_index, edge_index.flip(0)], 1)
-    x = torch.randn(num_nodes, features, generator=gen)
-    roles = torch.softmax(2 * torch.randn(num_nodes, E, generator=gen), -1)
-    return Data(x=x, edge_index=edge_index, roles=roles)
+def _design_model_block() -> dict:
+    """The ``model:`` block of docs/design.md's run config."""
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    run_config = text.split("## Run config", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(run_config)["model"]
 
 
-def _node_data(seed: int = 0) -> Data:
-    gen = torch.Generator().manual_seed(seed)
-    data = _random_graph(30, 45, gen)
-    data.y = torch.randint(0, 3, (30,), generator=gen)
-    return data
-
-
-def _graph_batch(seed: int = 0, num_graphs: int = 16) -> Batch:
-    gen = torch.Generator().manual_seed(seed)
-    graphs = []
-    for i in range(num_graphs):
-        n = int(torch.randint(3, 8, (1,), generator=gen))
-        graph = _random_graph(n, n, gen)
-        graph.y = torch.tensor([i % 2])
-        graphs.append(graph)
-    return Batch.from_data_list(graphs)
+DESIGN_CFG = _design_model_block()
+BASELINE = MODEL_VARIANTS["baseline"]
 
 
 def _cfg(**overrides) -> dict:
@@ -77,20 +35,20 @@ def test_design_config_builds_the_authors_stack() -> None:
     model = build_model(DESIGN_CFG, in_channels=8, num_classes=3, task="node")
     assert len(model.convs) == 2
     assert [str(c) for c in model.convs] == [
-        "SAGEMoEConv(8, 32, placement=aggregate, gate=dense, experts=4)",
-        "SAGEMoEConv(32, 32, placement=aggregate, gate=dense, experts=4)",
+        "SAGEMoEConv(8, 32, placement=aggregate, gate=dense, experts=4, softmax=True)",
+        "SAGEMoEConv(32, 32, placement=aggregate, gate=dense, experts=4, softmax=True)",
     ]
     head = [type(m).__name__ for m in model.head]
     assert head == ["Linear", "Dropout", "Linear"]
-    out = model.eval()(_node_data())
+    out = model.eval()(node_data())
     assert isinstance(out, ModelOutput)
     assert out.log_probs.shape == (30, 3)
     torch.testing.assert_close(out.log_probs.exp().sum(1), torch.ones(30))
     assert out.aux_loss.item() == 0.0
 
 
-def test_model_keys_are_the_schema_model_block() -> None:
-    assert set(MODEL_KEYS) == set(model_defaults()) == set(DESIGN_CFG)
+def test_design_run_config_names_every_model_key() -> None:
+    assert set(DESIGN_CFG) == set(MODEL_KEYS)
 
 
 def test_schema_defaults_build_the_baseline() -> None:
@@ -103,25 +61,25 @@ def test_schema_defaults_build_the_baseline() -> None:
 
 def test_missing_keys_are_named() -> None:
     partial = {k: v for k, v in DESIGN_CFG.items() if k not in ("top_k", "pool")}
-    with pytest.raises(ValueError, match=r"lacks key\(s\): top_k, pool; start from gsmoe.config.model_defaults"):
+    with pytest.raises(ValueError, match=r"lacks key\(s\): top_k, pool; start from gsmoe.modelspec.model_defaults"):
         build_model(partial, 8, 3, "node")
 
 
 @pytest.mark.parametrize("task", ["node", "graph"])
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(MODEL_VARIANTS))
 def test_forward_shapes_and_expert_load(variant: str, task: str) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(**VARIANTS[variant]), 8, 3, task)
-    data = _node_data() if task == "node" else _graph_batch()
+    model = build_model(_cfg(**MODEL_VARIANTS[variant]), 8, 3, task)
+    data = node_data() if task == "node" else graph_batch()
     out = model(data)
     rows = 30 if task == "node" else 16
     assert out.log_probs.shape == (rows, 3) and torch.isfinite(out.log_probs).all()
     load = model.expert_load()
-    placement = VARIANTS[variant]["placement"]
+    placement = MODEL_VARIANTS[variant]["placement"]
     stages = {"none": [], "message": ["message"], "aggregate": ["update"], "both": ["message", "update"]}[placement]
     assert sorted(load) == sorted(f"conv{i}.{s}" for i in range(2) for s in stages)
     for fractions in load.values():
-        assert len(fractions) == VARIANTS[variant]["num_experts"]
+        assert len(fractions) == MODEL_VARIANTS[variant]["num_experts"]
 
 
 def _expected_baseline_parameters(in_channels: int, hidden: int, classes: int) -> int:
@@ -151,7 +109,7 @@ def test_parameter_counts() -> None:
 def test_expert_load_fractions_for_topk_graph_pool() -> None:
     torch.manual_seed(0)
     model = build_model(_cfg(placement="aggregate", gate="noisy_topk", num_experts=8, top_k=2), 8, 2, "graph")
-    model.eval()(_graph_batch())
+    model.eval()(graph_batch())
     for fractions in model.expert_load().values():
         # Each of the 16 graphs picks 2 experts: fractions are multiples of 1/16 summing to 2.
         assert sum(fractions) == pytest.approx(2.0)
@@ -162,7 +120,7 @@ def test_aux_loss_collected_in_training_only() -> None:
     torch.manual_seed(0)
     cfg = _cfg(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="node", balance_loss_weight=0.1)
     model = build_model(cfg, 8, 3, "node")
-    data = _node_data()
+    data = node_data()
     assert model.train()(data).aux_loss.item() > 0
     assert model.eval()(data).aux_loss.item() == 0.0
 
@@ -171,7 +129,7 @@ def test_dropout_after_every_conv_and_determinism() -> None:
     """Dropout (p=0.5) acts on the output of every conv (the inputs of the second conv and
     of the head): in training each entry is either dropped or the eval-mode value doubled,
     and some are dropped.  The same seed gives the same training pass, another seed another."""
-    data = _node_data()
+    data = node_data()
     torch.manual_seed(0)
     model = build_model(DESIGN_CFG, 8, 3, "node")  # dense gate: no routing noise
     seen: dict[str, torch.Tensor] = {}
@@ -205,8 +163,8 @@ def test_dropout_after_every_conv_and_determinism() -> None:
 @pytest.mark.parametrize("variant", ["baseline", "topk-graph-both", "dense-aggregate"])
 def test_graphs_in_a_batch_are_independent(variant: str) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(**VARIANTS[variant]), 8, 3, "graph").eval()
-    batch = _graph_batch(num_graphs=4)
+    model = build_model(_cfg(**MODEL_VARIANTS[variant]), 8, 3, "graph").eval()
+    batch = graph_batch(num_graphs=4)
     changed = batch.clone()
     changed.x = batch.x.clone()
     changed.x[batch.batch == 2] += 1.0
@@ -228,8 +186,8 @@ def test_single_graph_without_edges(task: str) -> None:
 
 
 def test_roles_missing_or_mismatched() -> None:
-    model = build_model(_cfg(**VARIANTS["roles-aggregate"]), 8, 3, "node")
-    data = _node_data()
+    model = build_model(_cfg(**MODEL_VARIANTS["roles-aggregate"]), 8, 3, "node")
+    data = node_data()
     del data.roles
     with pytest.raises(ValueError, match="needs GraphRole role distributions as data.roles"):
         model(data)
@@ -241,20 +199,21 @@ def test_roles_missing_or_mismatched() -> None:
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        (dict(gate="roles", placement="none", num_experts=1), "gate 'roles' does not fit placement 'none'"),
-        (dict(gate="shared", placement="aggregate"), "needs placement 'both'"),
-        (dict(gate="noisy_topk", top_k=8, num_experts=4), "top_k=8, num_experts=4"),
+        (dict(gate="roles", placement="none", num_experts=1), "placement is 'none' .* but gate is 'roles'"),
+        (dict(gate="shared", placement="aggregate"), "use placement: both"),
+        (dict(gate="noisy_topk", top_k=8, num_experts=4), r"top_k \(8\) must be <= num_experts \(4\)"),
         (dict(placement="everywhere"), "placement must be one of"),
         (dict(pool="edge"), "pool must be one of"),
         (dict(message_gate_node="middle"), "message_gate_node must be one of"),
         (dict(update_activation="before"), "update_activation must be one of"),
-        (dict(hidden=0), "hidden must be a positive integer"),
-        (dict(num_layers=1.5), "num_layers must be a positive integer"),
-        (dict(num_experts=True), "num_experts must be a positive integer"),
-        (dict(dropout=-0.1), "dropout must be a non-negative number"),
-        (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
-        (dict(softmax="yes"), "softmax must be true or false"),
-        (dict(balance_loss_weight="a"), "balance_loss_weight must be a non-negative number"),
+        (dict(hidden=0), "hidden must be >= 1, got 0"),
+        (dict(num_layers=1.5), "num_layers must be an integer, got 1.5"),
+        (dict(num_layers=2.0), "num_layers must be an integer, got 2.0"),
+        (dict(num_experts=True), "num_experts must be an integer, got True"),
+        (dict(dropout=-0.1), "dropout must be >= 0, got -0.1"),
+        (dict(dropout=1.0), "dropout must be < 1, got 1.0"),
+        (dict(softmax="yes"), "softmax must be true or false, got 'yes'"),
+        (dict(balance_loss_weight="a"), "balance_loss_weight must be a number, got 'a'"),
         (dict(expert=4), "unknown model config key"),
     ],
 )
@@ -292,11 +251,11 @@ def _fit(model: GraphSAGEMoE, data: Data, steps: int = 300) -> float:
     return accuracy
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(MODEL_VARIANTS))
 def test_overfits_node_task(variant: str) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(**VARIANTS[variant]), 8, 3, "node")
-    assert _fit(model, _node_data()) >= 0.95
+    model = build_model(_cfg(**MODEL_VARIANTS[variant]), 8, 3, "node")
+    assert _fit(model, node_data()) >= 0.95
 
 
 @pytest.mark.parametrize(
@@ -304,5 +263,5 @@ def test_overfits_node_task(variant: str) -> None:
 )
 def test_overfits_graph_task(variant: str) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(**VARIANTS[variant]), 8, 2, "graph")
-    assert _fit(model, _graph_batch()) >= 0.95
+    model = build_model(_cfg(**MODEL_VARIANTS[variant]), 8, 2, "graph")
+    assert _fit(model, graph_batch()) >= 0.95

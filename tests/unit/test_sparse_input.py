@@ -9,63 +9,28 @@ from torch_geometric.utils import scatter
 
 from gsmoe.nn import ExpertLinear, GraphSAGEMoE, SAGEMoEConv, SparseFeatures
 from gsmoe.nn.inputs import BACKWARD_COLUMNS, linear, maybe_sparse, mean_pool, split_mm
+from nn_helpers import (
+    E,
+    K,
+    MODEL_VARIANTS,
+    conv_variants,
+    graph_batch,
+    make_conv,
+    node_data,
+    randomise_routers,
+    sparse_features,
+    three_graphs,
+)
 
-E, K, F_IN, F_OUT = 4, 2, 40, 6
-
-GATES = {
-    "baseline": dict(placement="none", gate="none", num_experts=1),
-    "roles": dict(gate="roles"),
-    "dense": dict(gate="dense"),
-    "dense_nosoftmax": dict(gate="dense", softmax=False),
-    "topk_graph": dict(gate="noisy_topk", top_k=K, pool="graph"),
-    "topk_node": dict(gate="noisy_topk", top_k=K, pool="node"),
-    "shared": dict(gate="shared"),
-}
-
-
-def _variants() -> list:
-    cases = []
-    for gate_name, gate_kwargs in GATES.items():
-        if gate_name == "baseline":
-            placements = ("none",)
-        elif gate_name == "shared":
-            placements = ("both",)
-        else:
-            placements = ("message", "aggregate", "both")
-        for placement in placements:
-            nodes = ("target", "source") if placement in ("message", "both") else ("target",)
-            for node in nodes:
-                for train in (False, True) if gate_name.startswith("topk") else (False,):
-                    kwargs = {"num_experts": E, "placement": placement, "message_gate_node": node, **gate_kwargs}
-                    cases.append(pytest.param(kwargs, train, id=f"{gate_name}-{placement}-{node}-{'train' if train else 'eval'}"))
-    return cases
+F_IN, F_OUT = 40, 6
 
 
-def _sparse_features(num_nodes: int, seed: int = 0, density: float = 0.1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(num_nodes, F_IN, generator=gen) * (torch.rand(num_nodes, F_IN, generator=gen) < density)
-    x[num_nodes // 2] = 0.0  # a node without any feature
-    return x
-
-
-def _graphs(seed: int = 0):
-    """Three graphs (a 5-cycle with a chord, a 4-path, 3 isolated nodes) with sparse features."""
-    gen = torch.Generator().manual_seed(seed)
-    edges = torch.tensor([(0, 1), (1, 2), (2, 3), (3, 4), (4, 0), (0, 2), (5, 6), (6, 7), (7, 8)]).T
-    edge_index = torch.cat([edges, edges.flip(0)], 1)
-    batch = torch.tensor([0] * 5 + [1] * 4 + [2] * 3)
-    roles = torch.softmax(torch.randn(12, E, generator=gen), -1)
-    return _sparse_features(12, seed), edge_index, batch, roles
+def _sparse_features(num_nodes: int, seed: int = 0) -> torch.Tensor:
+    return sparse_features(num_nodes, F_IN, seed)
 
 
 def _make_conv(kwargs: dict, seed: int = 0) -> SAGEMoEConv:
-    torch.manual_seed(seed)
-    conv = SAGEMoEConv(F_IN, F_OUT, **kwargs)
-    for gate in (conv.message_gate, conv.update_gate):
-        if gate is not None and hasattr(gate, "w_gate"):
-            torch.nn.init.normal_(gate.w_gate, std=0.5)
-            torch.nn.init.normal_(gate.w_noise, std=0.5)
-    return conv
+    return make_conv(kwargs, seed, F_IN, F_OUT, std=0.5)
 
 
 def _run(conv: torch.nn.Module, x, edge_index, noise_seed: int, **kwargs):
@@ -85,10 +50,10 @@ def _assert_same(dense_run, sparse_run) -> None:
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batch", "one-graph"])
-@pytest.mark.parametrize("kwargs,train", _variants())
+@pytest.mark.parametrize("kwargs,train", conv_variants(activations=False))
 def test_conv_sparse_input_matches_dense(kwargs: dict, train: bool, batched: bool) -> None:
     conv = _make_conv(kwargs).train(train)
-    x, edge_index, batch, roles = _graphs()
+    x, edge_index, batch, roles = three_graphs(x=_sparse_features(12))
     extra = dict(batch=batch if batched else None, roles=roles)
     dense = _run(conv, x, edge_index, 7, **extra)
     sparse = _run(conv, SparseFeatures(x), edge_index, 7, **extra)
@@ -98,42 +63,17 @@ def test_conv_sparse_input_matches_dense(kwargs: dict, train: bool, batched: boo
 @pytest.mark.parametrize("layout", ["coo", "csr"])
 def test_conv_accepts_torch_sparse_tensors(layout: str) -> None:
     conv = _make_conv(dict(placement="aggregate", gate="dense", num_experts=E))
-    x, edge_index, batch, _ = _graphs()
+    x, edge_index, batch, _ = three_graphs(x=_sparse_features(12))
     x_sparse = x.to_sparse() if layout == "coo" else x.to_sparse_csr()
     _assert_same(_run(conv, x, edge_index, 0, batch=batch), _run(conv, x_sparse, edge_index, 0, batch=batch))
 
 
 def _node_data() -> Data:
-    gen = torch.Generator().manual_seed(3)
-    edge_index = torch.randint(0, 30, (2, 60), generator=gen)
-    data = Data(x=_sparse_features(30, 3), edge_index=torch.cat([edge_index, edge_index.flip(0)], 1))
-    data.roles = torch.softmax(torch.randn(30, E, generator=gen), -1)
-    data.y = torch.randint(0, 3, (30,), generator=gen)
-    return data
+    return node_data(seed=3, features=F_IN, density=0.1)
 
 
 def _graph_batch() -> Batch:
-    gen = torch.Generator().manual_seed(4)
-    graphs = []
-    for i in range(6):
-        n = int(torch.randint(3, 8, (1,), generator=gen))
-        edge_index = torch.randint(0, n, (2, n), generator=gen)
-        graph = Data(x=_sparse_features(n, i), edge_index=torch.cat([edge_index, edge_index.flip(0)], 1))
-        graph.roles = torch.softmax(torch.randn(n, E, generator=gen), -1)
-        graph.y = torch.tensor([i % 2])
-        graphs.append(graph)
-    return Batch.from_data_list(graphs)
-
-
-MODEL_VARIANTS = {
-    "baseline": GATES["baseline"],
-    "roles-message": dict(placement="message", gate="roles", num_experts=E),
-    "dense-aggregate": dict(placement="aggregate", gate="dense", num_experts=E),
-    "dense-message-source": dict(placement="message", gate="dense", num_experts=E, message_gate_node="source"),
-    "topk-graph-both": dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="graph"),
-    "topk-node-both": dict(placement="both", gate="noisy_topk", num_experts=8, top_k=2, pool="node"),
-    "shared-both": dict(placement="both", gate="shared", num_experts=E),
-}
+    return graph_batch(seed=4, num_graphs=6, features=F_IN, density=0.1)
 
 
 @pytest.mark.parametrize("task", ["node", "graph"])
@@ -144,11 +84,7 @@ def test_model_sparse_first_layer_matches_dense(variant: str, task: str) -> None
     for threshold in (0.0, 0.5):
         torch.manual_seed(0)
         model = GraphSAGEMoE(F_IN, 3, task, dropout=0.3, sparse_threshold=threshold, **MODEL_VARIANTS[variant])
-        for conv in model.convs:
-            for gate in (conv.message_gate, conv.update_gate):
-                if gate is not None and hasattr(gate, "w_gate"):
-                    torch.nn.init.normal_(gate.w_gate, std=0.5)
-                    torch.nn.init.normal_(gate.w_noise, std=0.5)
+        randomise_routers(model, std=0.5)
         assert isinstance(model.first_layer_input(data.x), SparseFeatures) == (threshold > 0)
         torch.manual_seed(1)  # same noise and dropout masks in both runs
         out = model(data)
@@ -208,7 +144,7 @@ def test_sparse_matmul_and_weight_gradient(columns: int) -> None:
 
 @pytest.mark.parametrize("batched", [True, False])
 def test_mean_pool_of_parts(batched: bool) -> None:
-    x, _, batch, _ = _graphs()
+    x, _, batch, _ = three_graphs(x=_sparse_features(12))
     agg = torch.randn(12, 3)
     batch_arg = batch if batched else None
     got = mean_pool((SparseFeatures(x), agg), batch_arg, 3 if batched else None)

@@ -6,3 +6,8 @@ paper's tables and figures.  The Snakemake workflow in ``workflow/`` only calls 
 """
 
 __version__ = "0.1.0"
+
+from pathlib import Path
+
+#: The config schema: every key of config.yaml, its checks and its default (docs/config.md).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"

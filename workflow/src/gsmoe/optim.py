@@ -1,5 +1,5 @@
 """The trainer's optimiser: the authors' Adam with coupled L2, and lazy expert updates for
-noisy top-k gating (only the experts a step routed to are stepped)."""
+sparse (top-k) gating (only the experts a step routed to are stepped)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch.optim.adam import adam
 
 from gsmoe.nn.conv import SAGEMoEConv
-from gsmoe.nn.gates import NoisyTopKGate
+from gsmoe.nn.gates import Gate
 
 
 class LazyExpertUpdates:
@@ -93,14 +93,15 @@ Optimizer = torch.optim.Optimizer | LazyExpertUpdates
 
 
 def _parameter_groups(model: torch.nn.Module, weight_decay: float, lazy: bool) -> list[dict[str, Any]]:
-    """Adam's parameter groups: coupled L2 on everything, except (``lazy``) the noisy
-    top-k routers.
+    """Adam's parameter groups: coupled L2 on everything, except (``lazy``) the routers of
+    sparse gates (noisy top-k).
 
     A router's gradient reaches only the k chosen columns through a softmax and is tiny
     next to ``weight_decay * w``: with L2 its clean logits stay near zero, the noise alone
     picks the experts in every step, and no expert is trained long enough to be of use.
     """
-    routers = {id(p) for m in model.modules() if isinstance(m, NoisyTopKGate) for p in m.parameters()} if lazy else set()
+    sparse_gates = [m for m in model.modules() if isinstance(m, Gate) and m.sparse] if lazy else []
+    routers = {id(p) for gate in sparse_gates for p in gate.parameters()}
     params = list(model.parameters())
     groups = [{"params": [p for p in params if id(p) not in routers], "weight_decay": weight_decay}]
     if routers:
@@ -110,7 +111,7 @@ def _parameter_groups(model: torch.nn.Module, weight_decay: float, lazy: bool) -
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, expert_updates: str = "lazy") -> Optimizer:
     """The trainer's optimiser: Adam with coupled L2 (the authors'), and for
-    ``expert_updates="lazy"`` the top-k routers undecayed and unrouted experts left alone
+    ``expert_updates="lazy"`` the sparse gates' routers undecayed and unrouted experts left alone
     (:class:`LazyExpertUpdates`); ``"dense"`` is the authors' plain Adam."""
     if expert_updates not in ("lazy", "dense"):
         raise ValueError(f"expert_updates must be 'lazy' or 'dense', got {expert_updates!r}")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch_geometric.data import Data
 
 from gsmoe.batching import GraphBatcher, ShuffledBatches
-from gsmoe.nn.gates import NoisyTopKGate
+from gsmoe.nn.gates import Gate
 from gsmoe.optim import Optimizer
 from gsmoe.splits import graph_splits
 
@@ -65,10 +65,10 @@ def train_step(model: torch.nn.Module, optimizer: Optimizer, data: Data, mask: t
 
 
 def routes_per_batch(model: torch.nn.Module) -> bool:
-    """Whether a noisy top-k gate's choice depends on the whole mini-batch: one choice per
-    batch (``pool: batch``) or one noise draw per batch, also in evaluation
+    """Whether a gate's choice depends on the whole mini-batch, also in evaluation: noisy
+    top-k with one choice per batch (``pool: batch``) or one noise draw per batch
     (``routing_noise: shared``)."""
-    return any(isinstance(m, NoisyTopKGate) and (m.pool == "batch" or m.noise == "shared") for m in model.modules())
+    return any(isinstance(m, Gate) and m.batch_dependent for m in model.modules())
 
 
 class NodeTask:
@@ -182,5 +182,5 @@ def make_task(run_cfg: dict[str, Any], dataset: Sequence[Data], device: torch.de
     if run_cfg["task"] == "graph":
         split, seed = run_cfg["split"], int(run_cfg["seed"])
         batch_size = int(run_cfg["training"]["batch_size"])
-        return GraphTask(dataset, split, batch_size, seed + int(split.get("seed_offset", 0)), device)
+        return GraphTask(dataset, split, batch_size, seed + int(split["seed_offset"]), device)
     raise ValueError(f"run config: unknown task {run_cfg['task']!r} (expected 'node' or 'graph')")

@@ -34,6 +34,7 @@ from torch_geometric.data import Data
 from gsmoe import __version__
 from gsmoe.datasets import load_dataset
 from gsmoe.io import write_json
+from gsmoe.modelspec import needs_roles
 from gsmoe.nn import GraphSAGEMoE, build_model
 from gsmoe.nn.runtime import keep_freed_memory
 from gsmoe.optim import Optimizer, make_optimizer
@@ -240,7 +241,7 @@ def train_and_save(
     dataset = load_dataset(source, pyg_name, Path(dataset_root))
     if roles_path is not None:
         attach_roles(dataset, load_roles(roles_path))
-    elif any(cfg["model"]["gate"] == "roles" for cfg in run_configs):
+    elif any(needs_roles(cfg["model"]) for cfg in run_configs):
         raise ValueError("a run uses the roles gate but no roles file was given (roles_path)")
     resolved_device = pick_device(device)
     for cfg, out in zip(run_configs, outputs, strict=True):

@@ -15,6 +15,7 @@ from typing import Any
 
 from gsmoe.config.schema import ConfigError, model_defaults
 from gsmoe.download import resolve_source
+from gsmoe.modelspec import needs_roles as gate_needs_roles
 
 __all__ = [
     "dataset_config",
@@ -137,7 +138,7 @@ def verified_members(config: Mapping[str, Any], dataset: str) -> list[str] | Non
 
 def needs_roles(config: Mapping[str, Any], dataset: str, experiment: str) -> bool:
     """Whether a run reads the GraphRole table (roles gate)."""
-    return merged_model(config, dataset, experiment)["gate"] == "roles"
+    return gate_needs_roles(merged_model(config, dataset, experiment))
 
 
 def seed_chunks(seeds: Sequence[int], size: int) -> list[list[int]]:

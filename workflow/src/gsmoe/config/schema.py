@@ -11,12 +11,14 @@ import copy
 import os
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 from jsonschema.exceptions import ValidationError, best_match
+
+from gsmoe import SCHEMA_PATH
+from gsmoe.modelspec import model_defaults
 
 __all__ = [
     "SCHEMA_PATH",
@@ -30,7 +32,6 @@ __all__ = [
     "split_defaults",
 ]
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -192,11 +193,6 @@ def _property_defaults(*pointer: str, schema_path: str | os.PathLike[str] | None
     for part in pointer:
         node = node[part]
     return {key: copy.deepcopy(sub["default"]) for key, sub in node["properties"].items()}
-
-
-def model_defaults(schema_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Built-in model defaults: the ``default`` of each ``$defs/model`` property."""
-    return _property_defaults("$defs", "model", schema_path=schema_path)
 
 
 def split_defaults(schema_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from gsmoe.config.claims import claims_errors
 from gsmoe.config.runs import experiment_datasets, merged_model, raw_file_key
 from gsmoe.loaders import SOURCE_TASKS, planetoid_raw_files, tu_members
+from gsmoe.modelspec import model_problems
 from gsmoe.protocols import TABLE_METRICS
 
 __all__ = ["semantic_errors"]
@@ -209,39 +210,12 @@ def _model_key_owner(config: Mapping[str, Any], dataset: str, experiment: str, k
 
 
 def _model_errors(config: Mapping[str, Any], dataset: str, experiment: str, n_roles: int) -> list[str]:
-    """The model keys of one run after merging, against each other (the model-key invariants)."""
-    model = merged_model(config, dataset, experiment)
-    owner = lambda key: _model_key_owner(config, dataset, experiment, key)  # noqa: E731
-    errors = []
-    placement, gate, experts = model["placement"], model["gate"], model["num_experts"]
-    if placement == "none" and (gate != "none" or experts != 1):
-        errors.append(
-            f"config: {owner('placement')} is 'none' (plain GraphSAGE) but gate is {gate!r} and "
-            f"num_experts is {experts}; use gate: none and num_experts: 1, or choose a placement."
-        )
-    if placement != "none" and gate == "none":
-        errors.append(
-            f"config: {owner('gate')} is 'none' but placement is {placement!r}; choose a gate "
-            "(roles, dense, noisy_topk, shared)."
-        )
-    if gate == "shared" and placement != "both":
-        errors.append(
-            f"config: {owner('gate')} is 'shared' (one gate for message and update, section 6.3) "
-            f"but placement is {placement!r}; use placement: both."
-        )
-    if gate == "noisy_topk" and model["top_k"] > experts:
-        errors.append(f"config: {owner('top_k')} ({model['top_k']}) must be <= num_experts ({experts}).")
-    if gate == "noisy_topk" and model["routing_noise"] == "shared" and model["balance_loss_weight"] > 0:
-        errors.append(
-            f"config: {owner('balance_loss_weight')} ({model['balance_loss_weight']}) needs routing_noise: "
-            "independent (the balance loss estimates the load from independent noise); set it to 0."
-        )
-    if gate == "roles" and experts != n_roles:
-        errors.append(
-            f"config: {owner('num_experts')} ({experts}) must equal roles.n_roles ({n_roles}) "
-            "for the roles gate (one expert per role)."
-        )
-    return errors
+    """The model keys of one run after merging, against each other (the model-key invariants
+    of :func:`gsmoe.modelspec.model_problems`), each under the key path that set it."""
+    return [
+        f"config: {_model_key_owner(config, dataset, experiment, key)} {text}"
+        for key, text in model_problems(merged_model(config, dataset, experiment), n_roles=n_roles)
+    ]
 
 
 # --------------------------------------------------------------------------- reporting

@@ -2,14 +2,15 @@
 
 from gsmoe.nn.conv import SAGEMoEConv
 from gsmoe.nn.experts import ExpertLinear
-from gsmoe.nn.gates import DenseGate, GateOutput, NoisyTopKGate, RoleGate, SharedGate
+from gsmoe.nn.gates import DenseGate, Gate, GateContext, GateOutput, NoisyTopKGate, RoleGate, SharedGate
 from gsmoe.nn.inputs import SparseFeatures
-from gsmoe.nn.model import MODEL_KEYS, GraphSAGEMoE, ModelOutput, build_model
+from gsmoe.nn.model import GraphSAGEMoE, ModelOutput, build_model
 
 __all__ = [
-    "MODEL_KEYS",
     "DenseGate",
     "ExpertLinear",
+    "Gate",
+    "GateContext",
     "GateOutput",
     "GraphSAGEMoE",
     "ModelOutput",

@@ -1,29 +1,33 @@
 """Gating networks: how expert coefficients ``r_ij`` are chosen (paper section 5.2.2, 6.3).
 
-Every gate returns a :class:`GateOutput` with one row per routing unit (a node, or a graph
-for graph-pooled top-k routing): ``weights`` ``(rows, k)``, ``indices`` ``(rows, k)`` into
-the experts, and ``aux_loss``, a scalar that is zero unless a load-balancing loss applies
-and the module is training.  Dense gates use ``k = E`` and ``indices = arange(E)``.
+Every gate is a :class:`Gate`: built as ``Gate(in_channels, num_experts, agg_channels=...,
+**options)`` and called as ``gate(h, agg, context)``, where ``h`` are the features of the
+gating nodes, ``agg`` the aggregated messages :math:`h_{N(v)}` (``None`` in the message
+stage; the update stage's gate reads ``CONCAT(h_v, h_{N(v)})``, eq. 12) and ``context``
+the :class:`GateContext` of the layer's forward pass.  It returns a :class:`GateOutput`
+with one row per routing unit (a node, or a graph for graph-pooled top-k routing):
+``weights`` ``(rows, k)``, ``indices`` ``(rows, k)`` into the experts, and ``aux_loss``, a
+scalar that is zero unless a load-balancing loss applies and the module is training.
+Dense gates use ``k = E`` and ``indices = arange(E)``.  What a gate is (``sparse``,
+``needs_roles``, ``both_stages``, its options) is its entry in
+:data:`gsmoe.modelspec.GATES`, found by the name its class declares.
 
 Gates that read node features accept a dense tensor, a
 :class:`~gsmoe.nn.inputs.SparseFeatures` or a tuple of such parts (the row blocks of the
-concatenation ``CONCAT(h_v, h_{N(v)})``, eq. 12), which is never built.
+concatenation, which is never built).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsmoe.nn.choices import check_choice
-from gsmoe.nn.inputs import Parts, linear, mean_pool, split_mm
-
-#: Routing units of :class:`NoisyTopKGate` (``pool``) and its noise kinds (``noise``).
-POOLS = ("graph", "node", "batch")
-NOISES = ("independent", "shared")
+from gsmoe.modelspec import GATES, GateSpec, check_model
+from gsmoe.nn.inputs import Parts, as_parts, linear, mean_pool, split_mm
 
 
 class GateOutput(NamedTuple):
@@ -32,82 +36,202 @@ class GateOutput(NamedTuple):
     aux_loss: Tensor
 
 
+@dataclass
+class GateContext:
+    """What a gate may read besides the node features, in one forward pass of a layer:
+    the graph of every node (``batch``, ``None`` for one graph), the number of graphs,
+    the GraphRole role distributions, and ``cache``, for a computation that the two
+    stages of the pass share (see :class:`SharedGate`)."""
+
+    batch: Optional[Tensor] = None
+    num_graphs: Optional[int] = None
+    roles: Optional[Tensor] = None
+    cache: Dict[str, Tensor] = field(default_factory=dict)
+
+
+#: The class of every gate, by the name it declares (filled by :meth:`Gate.__init_subclass__`).
+GATE_CLASSES: Dict[str, type] = {}
+
+
+def gate_class(name: str) -> type:
+    """The :class:`Gate` subclass registered as ``name``."""
+    if name not in GATE_CLASSES:
+        raise ValueError(
+            f"gate {name!r} has no class: declare one in gsmoe.nn.gates as "
+            f"class ...(Gate, name={name!r}) (known: {', '.join(GATE_CLASSES)})"
+        )
+    return GATE_CLASSES[name]
+
+
+class Gate(nn.Module):
+    """The interface every gate implements (see the module docstring).
+
+    A subclass declares its registry name, ``class MyGate(Gate, name="my_gate")``, and gets
+    the facts of ``gsmoe.modelspec.GATES["my_gate"]`` as attributes, and its options (the
+    model keys of ``GateSpec.options``) as attributes of the same names.  The routing facts
+    of an instance default to one row per node over every expert (``top_k = num_experts``);
+    a gate whose options change them sets ``top_k`` or overrides :attr:`per_graph`,
+    :attr:`whole_batch` and :attr:`batch_dependent`.
+    """
+
+    name: ClassVar[str]
+    spec: ClassVar[GateSpec]
+
+    def __init_subclass__(cls, *, name: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if name not in GATES:
+            raise TypeError(f"{cls.__name__} declares gate {name!r}: add its GateSpec to gsmoe.modelspec.GATES")
+        cls.name, cls.spec = name, GATES[name]
+        GATE_CLASSES[name] = cls
+
+    def __init__(self, num_experts: int, options: Dict[str, Any]):
+        super().__init__()
+        check_model({"gate": self.name, "num_experts": num_experts, **options})
+        self.num_experts = num_experts
+        #: Experts each routing row uses: all of them, unless an option (``top_k``) says otherwise.
+        self.top_k = num_experts
+        for key, value in options.items():
+            setattr(self, key, value)
+
+    @property
+    def sparse(self) -> bool:
+        return self.spec.sparse
+
+    @property
+    def needs_roles(self) -> bool:
+        return self.spec.needs_roles
+
+    @property
+    def both_stages(self) -> bool:
+        return self.spec.both_stages
+
+    @property
+    def per_graph(self) -> bool:
+        """One routing row per graph, shared by its nodes."""
+        return False
+
+    @property
+    def whole_batch(self) -> bool:
+        """One routing row for the whole input, shared by all its graphs."""
+        return False
+
+    @property
+    def batch_dependent(self) -> bool:
+        """A graph's routing depends on the other graphs of its mini-batch, also in evaluation."""
+        return False
+
+    def options(self) -> Dict[str, Any]:
+        """The values of the model keys the gate reads (:attr:`GateSpec.options`)."""
+        return {key: getattr(self, key) for key in self.spec.options}
+
+    def forward(self, h: Parts, agg: Optional[Tensor] = None, context: Optional[GateContext] = None) -> GateOutput:
+        raise NotImplementedError
+
+    def reference(self, h: Tensor, agg: Optional[Tensor], context: GateContext) -> Tensor:
+        """The per-node coefficients ``(N, E)`` straight from the paper's equations, dense
+        (zeros for the experts a row does not use), for :mod:`gsmoe.nn.reference`."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in {"num_experts": self.num_experts, **self.options()}.items())
+
+
 def _dense_output(weights: Tensor) -> GateOutput:
     rows, num_experts = weights.shape
     indices = torch.arange(num_experts, device=weights.device).expand(rows, num_experts)
     return GateOutput(weights, indices, weights.new_zeros(()))
 
 
-class RoleGate(nn.Module):
+def _gate_input(h: Parts, agg: Optional[Tensor]) -> Parts:
+    """What a gate of features reads: ``h`` in the message stage, ``CONCAT(h, agg)`` in the update."""
+    return h if agg is None else (*as_parts(h), agg)
+
+
+def _normalised(logits: Tensor, softmax: bool) -> Tensor:
+    return torch.softmax(logits, dim=-1) if softmax else logits
+
+
+class RoleGate(Gate, name="roles"):
     r"""Mixture by roles (section 5.2.2 a): :math:`r_{ij}` = the GraphRole probability of node
-    :math:`i` having role :math:`j`.  Fixed coefficients, no parameters.
+    :math:`i` having role :math:`j` (``context.roles``).  Fixed coefficients, no parameters.
 
     Args:
+        in_channels (int): Size of ``h`` (not read).
         num_experts (int): Number of experts; must equal the number of roles ``R``.
+        agg_channels (int, optional): Size of ``agg`` (not read). (default: :obj:`0`)
 
     Shapes:
-        - **input:** roles :math:`(N, R)`
+        - **input:** roles :math:`(N, R)` in the context
         - **output:** :class:`GateOutput` with weights and indices :math:`(N, R)`
     """
 
-    def __init__(self, num_experts: int):
-        super().__init__()
-        self.num_experts = num_experts
+    def __init__(self, in_channels: int, num_experts: int, agg_channels: int = 0):
+        super().__init__(num_experts, {})
 
-    def forward(self, roles: Tensor) -> GateOutput:
+    def _roles(self, context: Optional[GateContext]) -> Tensor:
+        roles = None if context is None else context.roles
+        if roles is None:
+            raise ValueError("gate 'roles' needs the node role distributions: pass roles (data.roles, shape (N, R))")
         if roles.dim() != 2 or roles.size(1) != self.num_experts:
             raise ValueError(
                 f"roles must have shape (num_nodes, num_experts={self.num_experts}): one expert "
                 f"per GraphRole role, got shape {tuple(roles.shape)}"
             )
-        return _dense_output(roles)
+        return roles
 
-    def extra_repr(self) -> str:
-        return f"num_experts={self.num_experts}"
+    def forward(self, h: Parts, agg: Optional[Tensor] = None, context: Optional[GateContext] = None) -> GateOutput:
+        return _dense_output(self._roles(context))
+
+    def reference(self, h: Tensor, agg: Optional[Tensor], context: GateContext) -> Tensor:
+        return self._roles(context)
 
 
-class DenseGate(nn.Module):
+class DenseGate(Gate, name="dense"):
     r"""Non-sparse gating (section 5.2.2 b(a)): :math:`G(x) = \mathrm{softmax}(x W_g + b_g)`,
-    or the raw linear coefficients :math:`x W_g + b_g` without softmax (Table 2).
+    or the raw linear coefficients :math:`x W_g + b_g` without softmax (Table 2), where
+    :math:`x` is ``h`` or ``CONCAT(h, agg)``.
 
     Args:
-        in_channels (int): Size of the gate input.
+        in_channels (int): Size of ``h``.
         num_experts (int): Number of experts ``E``.
+        agg_channels (int, optional): Size of ``agg``; 0 for a message-stage gate.
+            (default: :obj:`0`)
         softmax (bool, optional): Normalise the coefficients with a softmax.
             (default: :obj:`True`)
 
     Shapes:
-        - **input:** :math:`(R, F_{in})`
+        - **input:** h :math:`(R, F_{in})`, optional agg :math:`(R, F_{agg})`
         - **output:** :class:`GateOutput` with weights and indices :math:`(R, E)`
     """
 
-    def __init__(self, in_channels: int, num_experts: int, softmax: bool = True):
-        super().__init__()
-        self.softmax = softmax
-        self.lin = nn.Linear(in_channels, num_experts)
+    def __init__(self, in_channels: int, num_experts: int, agg_channels: int = 0, softmax: bool = True):
+        super().__init__(num_experts, {"softmax": softmax})
+        self.lin = nn.Linear(in_channels + agg_channels, num_experts)
 
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()
 
-    def forward(self, x: Parts) -> GateOutput:
-        logits = linear(x, self.lin)
-        return _dense_output(torch.softmax(logits, dim=-1) if self.softmax else logits)
+    def forward(self, h: Parts, agg: Optional[Tensor] = None, context: Optional[GateContext] = None) -> GateOutput:
+        return _dense_output(_normalised(linear(_gate_input(h, agg), self.lin), self.softmax))
 
-    def extra_repr(self) -> str:
-        return f"softmax={self.softmax}"
+    def reference(self, h: Tensor, agg: Optional[Tensor], context: GateContext) -> Tensor:
+        x = h if agg is None else torch.cat([h, agg], 1)
+        return _normalised(x @ self.lin.weight.T + self.lin.bias, self.softmax)
 
 
-class SharedGate(nn.Module):
+class SharedGate(Gate, name="shared"):
     r"""Gate shared by message passing and update (section 6.3).
 
     Message stage: :math:`\mathrm{softmax}(h_v W_{msg})`; update stage:
     :math:`\mathrm{softmax}(h_v W_{msg} + h_{N(v)} W_0)`, with the same :math:`W_{msg}`.
     :math:`W_{msg}` carries the bias; a second bias on :math:`W_0` would be redundant.
+    :math:`h_v W_{msg}` is computed once per forward pass: the message stage keeps it in
+    the context's cache for the update stage.
 
     Args:
         in_channels (int): Size of the node features :math:`h_v`.
-        agg_channels (int): Size of the aggregated message :math:`h_{N(v)}`.
         num_experts (int): Number of experts ``E``.
+        agg_channels (int): Size of the aggregated message :math:`h_{N(v)}`.
         softmax (bool, optional): Normalise the coefficients with a softmax.
             (default: :obj:`True`)
 
@@ -116,9 +240,10 @@ class SharedGate(nn.Module):
         - **output:** :class:`GateOutput` with weights and indices :math:`(N, E)`
     """
 
-    def __init__(self, in_channels: int, agg_channels: int, num_experts: int, softmax: bool = True):
-        super().__init__()
-        self.softmax = softmax
+    def __init__(self, in_channels: int, num_experts: int, agg_channels: int = 0, softmax: bool = True):
+        super().__init__(num_experts, {"softmax": softmax})
+        if agg_channels < 1:
+            raise ValueError(f"the shared gate reads the aggregated messages too: agg_channels must be >= 1, got {agg_channels}")
         self.lin_msg = nn.Linear(in_channels, num_experts)
         self.lin_agg = nn.Linear(agg_channels, num_experts, bias=False)
 
@@ -126,26 +251,25 @@ class SharedGate(nn.Module):
         self.lin_msg.reset_parameters()
         self.lin_agg.reset_parameters()
 
-    def message_logits(self, h: Parts) -> Tensor:
-        """:math:`h W_{msg} + b`, the logits the two stages share."""
-        return linear(h, self.lin_msg)
-
-    def forward(self, h: Parts, agg: Optional[Tensor] = None, message_logits: Optional[Tensor] = None) -> GateOutput:
-        """Message gate when ``agg`` is None, update gate otherwise.
-
-        ``message_logits`` (from :meth:`message_logits`) lets a layer compute
-        :math:`h W_{msg}` once for both stages; ``h`` is not read then.
-        """
-        logits = self.message_logits(h) if message_logits is None else message_logits
+    def forward(self, h: Parts, agg: Optional[Tensor] = None, context: Optional[GateContext] = None) -> GateOutput:
+        """Message gate when ``agg`` is None, update gate otherwise."""
+        cache = {} if context is None else context.cache
+        key = f"message_logits.{id(self)}"
+        if key not in cache:
+            cache[key] = linear(h, self.lin_msg)
+        logits = cache[key]
         if agg is not None:
             logits = logits + self.lin_agg(agg)
-        return _dense_output(torch.softmax(logits, dim=-1) if self.softmax else logits)
+        return _dense_output(_normalised(logits, self.softmax))
 
-    def extra_repr(self) -> str:
-        return f"softmax={self.softmax}"
+    def reference(self, h: Tensor, agg: Optional[Tensor], context: GateContext) -> Tensor:
+        logits = h @ self.lin_msg.weight.T + self.lin_msg.bias
+        if agg is not None:
+            logits = logits + agg @ self.lin_agg.weight.T
+        return _normalised(logits, self.softmax)
 
 
-class NoisyTopKGate(nn.Module):
+class NoisyTopKGate(Gate, name="noisy_topk"):
     r"""Noisy top-k gating (eq. 15-18; Shazeer et al., 2017).
 
     .. math::
@@ -154,17 +278,18 @@ class NoisyTopKGate(nn.Module):
 
         G(x) = \mathrm{softmax}(\mathrm{KeepTopK}(F(x), k))
 
-    With ``pool="graph"`` (eq. 18) both logit terms are averaged over the nodes of each
-    graph, so the whole graph takes one expert choice; as the maps are linear without bias,
-    the node features are pooled first.  With ``pool="node"`` every node is routed alone.
-    ``pool="batch"`` is the authors' code: the mean over all rows, so every graph of a
-    mini-batch takes the same experts.
+    where :math:`x` is ``h`` or ``CONCAT(h, agg)``.  With ``pool="graph"`` (eq. 18) both
+    logit terms are averaged over the nodes of each graph, so the whole graph takes one
+    expert choice; as the maps are linear without bias, the node features are pooled
+    first.  With ``pool="node"`` every node is routed alone.  ``pool="batch"`` is the
+    authors' code: the mean over all rows, so every graph of a mini-batch takes the same
+    experts.
 
-    ``noise="independent"`` (eq. 15, Shazeer et al.) draws ``eps`` for every routing row and
-    expert, in training only.  ``noise="shared"`` is the authors' code: one scalar ``eps``
-    per forward pass for all rows and experts, in evaluation too.  While ``W_noise`` is
-    zero, a shared ``eps`` shifts every logit alike and leaves the ranking to ``x W_g``;
-    independent noise ranks the experts at random until ``x W_g`` outgrows it.
+    ``routing_noise="independent"`` (eq. 15, Shazeer et al.) draws ``eps`` for every routing
+    row and expert, in training only.  ``routing_noise="shared"`` is the authors' code: one
+    scalar ``eps`` per forward pass for all rows and experts, in evaluation too.  While
+    ``W_noise`` is zero, a shared ``eps`` shifts every logit alike and leaves the ranking to
+    ``x W_g``; independent noise ranks the experts at random until ``x W_g`` outgrows it.
 
     :math:`W_g` and :math:`W_{noise}` start at zero, as in Shazeer et al.: routing starts
     uniform and is explored by the noise.  Ties (e.g. all logits zero in eval mode) go to
@@ -176,17 +301,21 @@ class NoisyTopKGate(nn.Module):
     the number of rows routed to each expert, from the normal CDF of the noise.
 
     Args:
-        in_channels (int): Size of the gate input.
+        in_channels (int): Size of ``h``.
         num_experts (int): Number of experts ``E``.
-        k (int): Experts kept per routing row, ``1 <= k <= E``.
+        agg_channels (int, optional): Size of ``agg``; 0 for a message-stage gate.
+            (default: :obj:`0`)
+        top_k (int, optional): Experts kept per routing row, ``1 <= top_k <= E``.
+            (default: :obj:`2`)
         pool (str, optional): ``"graph"``, ``"node"`` or ``"batch"``. (default: :obj:`"graph"`)
         balance_loss_weight (float, optional): Weight of the balance loss; 0 turns it off.
             Needs independent noise (its load estimate assumes it). (default: :obj:`0.0`)
-        noise (str, optional): ``"independent"`` or ``"shared"``.
+        routing_noise (str, optional): ``"independent"`` or ``"shared"``.
             (default: :obj:`"independent"`)
 
     Shapes:
-        - **input:** x :math:`(N, F_{in})`, optional batch :math:`(N)`
+        - **input:** h :math:`(N, F_{in})`, optional agg :math:`(N, F_{agg})`, the batch
+          vector :math:`(N)` in the context
         - **output:** :class:`GateOutput` with weights and indices :math:`(G, k)` for
           ``pool="graph"``, :math:`(N, k)` for ``pool="node"``, :math:`(1, k)` for
           ``pool="batch"``
@@ -196,42 +325,48 @@ class NoisyTopKGate(nn.Module):
         self,
         in_channels: int,
         num_experts: int,
-        k: int,
+        agg_channels: int = 0,
+        top_k: int = 2,
         pool: str = "graph",
         balance_loss_weight: float = 0.0,
-        noise: str = "independent",
+        routing_noise: str = "independent",
     ):
-        super().__init__()
-        if not 1 <= k <= num_experts:
-            raise ValueError(f"top_k must satisfy 1 <= top_k <= num_experts, got top_k={k}, num_experts={num_experts}")
-        check_choice("pool", pool, POOLS)
-        check_choice("noise", noise, NOISES)
-        if balance_loss_weight < 0:
-            raise ValueError(f"balance_loss_weight must be >= 0, got {balance_loss_weight}")
-        if balance_loss_weight > 0 and noise == "shared":
-            raise ValueError("the balance loss estimates the load from independent noise: use noise 'independent'")
-        self.num_experts = num_experts
-        self.k = k
-        self.pool = pool
-        self.noise = noise
-        self.balance_loss_weight = balance_loss_weight
-        self.w_gate = nn.Parameter(torch.empty(in_channels, num_experts))
-        self.w_noise = nn.Parameter(torch.empty(in_channels, num_experts))
+        options = {"top_k": top_k, "pool": pool, "balance_loss_weight": balance_loss_weight, "routing_noise": routing_noise}
+        super().__init__(num_experts, options)
+        self.w_gate = nn.Parameter(torch.empty(in_channels + agg_channels, num_experts))
+        self.w_noise = nn.Parameter(torch.empty(in_channels + agg_channels, num_experts))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.w_gate)
         nn.init.zeros_(self.w_noise)
 
-    def forward(self, x: Parts, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> GateOutput:
+    @property
+    def per_graph(self) -> bool:
+        return self.pool in ("graph", "batch")
+
+    @property
+    def whole_batch(self) -> bool:
+        return self.pool == "batch"
+
+    @property
+    def batch_dependent(self) -> bool:
+        return self.pool == "batch" or self.routing_noise == "shared"
+
+    def _pooled(self, x: Parts, context: Optional[GateContext]) -> Parts:
         if self.pool == "graph":
-            x = mean_pool(x, batch, num_graphs)
-        elif self.pool == "batch":
-            x = mean_pool(x, None, None)
+            context = context or GateContext()
+            return mean_pool(x, context.batch, context.num_graphs)
+        if self.pool == "batch":
+            return mean_pool(x, None, None)
+        return x
+
+    def forward(self, h: Parts, agg: Optional[Tensor] = None, context: Optional[GateContext] = None) -> GateOutput:
+        x = self._pooled(_gate_input(h, agg), context)
         clean = split_mm(x, self.w_gate)
-        if self.training or self.noise == "shared":
+        if self.training or self.routing_noise == "shared":
             noise_std = F.softplus(split_mm(x, self.w_noise))
-            if self.noise == "independent":
+            if self.routing_noise == "independent":
                 eps = torch.randn_like(clean)
             else:
                 eps = torch.randn((), dtype=clean.dtype, device=clean.device)
@@ -240,14 +375,14 @@ class NoisyTopKGate(nn.Module):
             logits = clean
         # Stable sort rather than topk: ties resolve to the lowest index on every device.
         sorted_logits, sorted_index = torch.sort(logits, dim=-1, descending=True, stable=True)
-        top_logits = sorted_logits[:, : self.k]
+        top_logits = sorted_logits[:, : self.top_k]
         weights = torch.softmax(top_logits, dim=-1)
-        indices = sorted_index[:, : self.k]
+        indices = sorted_index[:, : self.top_k]
 
         if self.training and self.balance_loss_weight > 0:
             full = torch.zeros_like(logits).scatter(1, indices, weights)
-            if self.k < self.num_experts:
-                load = _load(clean, noise_std, logits, sorted_logits, self.k).sum(0)
+            if self.top_k < self.num_experts:
+                load = _load(clean, noise_std, logits, sorted_logits, self.top_k).sum(0)
             else:
                 load = full.new_full((self.num_experts,), float(full.size(0)))
             aux = self.balance_loss_weight * (_cv_squared(full.sum(0)) + _cv_squared(load))
@@ -255,11 +390,31 @@ class NoisyTopKGate(nn.Module):
             aux = logits.new_zeros(())
         return GateOutput(weights, indices, aux)
 
-    def extra_repr(self) -> str:
-        return (
-            f"num_experts={self.num_experts}, k={self.k}, pool={self.pool}, noise={self.noise}, "
-            f"balance_loss_weight={self.balance_loss_weight}"
-        )
+    def reference(self, h: Tensor, agg: Optional[Tensor], context: GateContext) -> Tensor:
+        """Eq. 16-17 as a masked softmax; in training (or with shared noise) it draws
+        ``torch.randn`` as :meth:`forward` does, so a shared seed gives both the same noise."""
+        x = h if agg is None else torch.cat([h, agg], 1)
+        batch, num_graphs = context.batch, context.num_graphs
+        if self.pool == "graph":
+            rows = torch.stack([x[batch == g].mean(0) for g in range(num_graphs)])
+        elif self.pool == "batch":
+            rows = x.mean(0, keepdim=True)
+        else:
+            rows = x
+        logits = rows @ self.w_gate
+        if self.routing_noise == "shared":
+            logits = logits + torch.randn((), dtype=rows.dtype, device=rows.device) * F.softplus(rows @ self.w_noise)
+        elif self.training:
+            noise = torch.randn(logits.shape, dtype=logits.dtype, device=logits.device)
+            logits = logits + noise * F.softplus(rows @ self.w_noise)
+        keep = torch.topk(logits, self.top_k, dim=-1).indices
+        masked = torch.full_like(logits, float("-inf")).scatter(1, keep, logits.gather(1, keep))
+        coefficients = torch.softmax(masked, -1)
+        if self.pool == "graph":
+            return coefficients[batch]
+        if self.pool == "batch":
+            return coefficients.expand(x.size(0), -1)
+        return coefficients
 
 
 def _cv_squared(x: Tensor) -> Tensor:

@@ -10,33 +10,11 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn import global_max_pool
 
-from gsmoe.nn.choices import check_choice
-from gsmoe.nn.conv import ACTIVATIONS, GATE_NODES, GATES, PLACEMENTS, SAGEMoEConv
-from gsmoe.nn.gates import NOISES, POOLS
+from gsmoe.modelspec import MODEL_KEYS, check_model
+from gsmoe.nn.conv import SAGEMoEConv
 from gsmoe.nn.inputs import SPARSE_THRESHOLD, SparseFeatures, maybe_sparse, mean_adjacency
 
 TASKS = ("node", "graph")
-
-#: Keys of the ``model:`` block of a run config (docs/design.md).  A run config sets every
-#: one (:func:`build_model` uses no default); the workflow's defaults are defined once, in
-#: the config schema (``gsmoe.config.model_defaults``).  The constructors' own defaults
-#: (PyG-style: a dense 4-expert layer) serve direct use of the library and differ from them.
-MODEL_KEYS: tuple[str, ...] = (
-    "hidden",
-    "num_layers",
-    "dropout",
-    "placement",
-    "num_experts",
-    "gate",
-    "softmax",
-    "top_k",
-    "pool",
-    "balance_loss_weight",
-    "message_gate_node",
-    "message_activation",
-    "update_activation",
-    "routing_noise",
-)
 
 
 class ModelOutput(NamedTuple):
@@ -65,8 +43,12 @@ class GraphSAGEMoE(nn.Module):
             never dropped out (as in the authors' code), so it stays sparse.
             (default: :obj:`0.3`)
         **conv_kwargs: MoE options passed to every :class:`SAGEMoEConv` (placement, gate,
-            num_experts, softmax, top_k, pool, balance_loss_weight, message_gate_node,
-            message_activation, update_activation, routing_noise).
+            num_experts, message_gate_node, message_activation, update_activation and the
+            gate's options).
+
+    These defaults (and the layer's: a dense 4-expert layer) serve direct use of the
+    library; a run gets every value from its run config (:func:`build_model`), whose
+    defaults are the config schema's.
     """
 
     def __init__(
@@ -81,13 +63,9 @@ class GraphSAGEMoE(nn.Module):
         **conv_kwargs: Any,
     ):
         super().__init__()
-        check_choice("task", task, TASKS)
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        if hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {hidden}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}; got {task!r}")
+        check_model({"hidden": hidden, "num_layers": num_layers, "dropout": dropout})
         self.task = task
         self.dropout = dropout
         self.sparse_threshold = sparse_threshold
@@ -102,7 +80,7 @@ class GraphSAGEMoE(nn.Module):
 
     @property
     def needs_roles(self) -> bool:
-        return self.convs[0].gate == "roles"
+        return any(conv.needs_roles for conv in self.convs)
 
     def forward(self, data: Data) -> ModelOutput:
         x, edge_index = data.x, data.edge_index
@@ -177,10 +155,11 @@ class GraphSAGEMoE(nn.Module):
 def build_model(model_cfg: dict[str, Any], in_channels: int, num_classes: int, task: str) -> GraphSAGEMoE:
     """Build the network from the ``model:`` block of a run config (docs/design.md).
 
-    ``model_cfg`` sets every key of :data:`MODEL_KEYS`; missing keys, unknown keys and bad
-    values raise a ValueError that names them.  Keys that only matter for another gate or
-    placement (e.g. ``top_k`` in a dense run) are type-checked but not cross-checked.  To
-    start from the workflow's defaults: ``{**gsmoe.config.model_defaults(), **overrides}``.
+    ``model_cfg`` sets every key of :data:`~gsmoe.modelspec.MODEL_KEYS`; missing keys,
+    unknown keys and bad values raise a ValueError that names them.  Keys that only matter
+    for another gate or placement (e.g. ``top_k`` in a dense run) are checked against the
+    schema but not against the other keys.  To start from the workflow's defaults:
+    ``{**gsmoe.modelspec.model_defaults(), **overrides}``.
     """
     unknown = sorted(set(model_cfg) - set(MODEL_KEYS))
     if unknown:
@@ -189,25 +168,6 @@ def build_model(model_cfg: dict[str, Any], in_channels: int, num_classes: int, t
     if missing:
         raise ValueError(
             f"model config lacks key(s): {', '.join(missing)}; start from "
-            "gsmoe.config.model_defaults() (the config schema's defaults)"
+            "gsmoe.modelspec.model_defaults() (the config schema's defaults)"
         )
-    cfg = dict(model_cfg)
-    for key in ("hidden", "num_layers", "num_experts", "top_k"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"{key} must be a positive integer, got {cfg[key]!r}")
-    for key in ("dropout", "balance_loss_weight"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
-            raise ValueError(f"{key} must be a non-negative number, got {cfg[key]!r}")
-    if not isinstance(cfg["softmax"], bool):
-        raise ValueError(f"softmax must be true or false, got {cfg['softmax']!r}")
-    for key, choices in (
-        ("placement", PLACEMENTS),
-        ("gate", GATES),
-        ("pool", POOLS),
-        ("message_gate_node", GATE_NODES),
-        ("message_activation", ACTIVATIONS),
-        ("update_activation", ACTIVATIONS),
-        ("routing_noise", NOISES),
-    ):
-        check_choice(key, cfg[key], choices)
-    return GraphSAGEMoE(in_channels, num_classes, task, **cfg)
+    return GraphSAGEMoE(in_channels, num_classes, task, **model_cfg)

@@ -4,11 +4,12 @@ The straightforward implementation: the tests check the vectorised layer against
 ``python -m gsmoe.bench`` times the layer and a training step against it.
 
 Written straight from the paper's equations and independent of the vectorised code paths:
-gates give a full ``(N, E)`` coefficient matrix (zeros for experts top-k dropped, eq. 16-17
-as a masked softmax), experts run in a Python loop, messages are built per edge and
-mean-aggregated with ``index_add_``.  It reads the parameters of a ``SAGEMoEConv`` and,
-for noisy gates in training, draws ``torch.randn(rows, E)`` in the order message gate then
-update gate, as the layer does, so that a shared seed gives both the same noise.
+gates give a full ``(N, E)`` coefficient matrix (:meth:`Gate.reference
+<gsmoe.nn.gates.Gate.reference>`: zeros for experts top-k dropped, eq. 16-17 as a masked
+softmax), experts run in a Python loop, messages are built per edge and mean-aggregated
+with ``index_add_``.  It reads the parameters of a ``SAGEMoEConv`` and, for noisy gates in
+training, draws ``torch.randn(rows, E)`` in the order message gate then update gate, as
+the layer does, so that a shared seed gives both the same noise.
 """
 
 from __future__ import annotations
@@ -17,62 +18,15 @@ import copy
 from typing import Any, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsmoe.nn.conv import SAGEMoEConv
+from gsmoe.nn.gates import GateContext
 from gsmoe.nn.inputs import SparseFeatures, to_dense
 
 
 def _act(y: Tensor) -> Tensor:
     return torch.relu(y)
-
-
-def _graph_mean(h: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    return torch.stack([h[batch == g].mean(0) for g in range(num_graphs)])
-
-
-def reference_coefficients(
-    conv: SAGEMoEConv,
-    stage: str,
-    h: Tensor,
-    agg: Optional[Tensor],
-    batch: Tensor,
-    num_graphs: int,
-    roles: Optional[Tensor],
-) -> Tensor:
-    """Per-node coefficients ``(N, E)`` of one stage's gate."""
-    if conv.gate == "roles":
-        return roles
-    if conv.gate == "shared":
-        gate = conv.shared_gate
-        logits = h @ gate.lin_msg.weight.T + gate.lin_msg.bias
-        if agg is not None:
-            logits = logits + agg @ gate.lin_agg.weight.T
-        return torch.softmax(logits, -1) if gate.softmax else logits
-    gate = getattr(conv, f"{stage}_gate")
-    if conv.gate == "dense":
-        logits = h @ gate.lin.weight.T + gate.lin.bias
-        return torch.softmax(logits, -1) if gate.softmax else logits
-    if gate.pool == "graph":
-        rows = _graph_mean(h, batch, num_graphs)
-    elif gate.pool == "batch":
-        rows = h.mean(0, keepdim=True)
-    else:
-        rows = h
-    logits = rows @ gate.w_gate
-    if gate.noise == "shared":
-        logits = logits + torch.randn((), dtype=rows.dtype, device=rows.device) * F.softplus(rows @ gate.w_noise)
-    elif gate.training:
-        logits = logits + torch.randn(logits.shape, dtype=logits.dtype, device=logits.device) * F.softplus(rows @ gate.w_noise)
-    keep = torch.topk(logits, gate.k, dim=-1).indices
-    masked = torch.full_like(logits, float("-inf")).scatter(1, keep, logits.gather(1, keep))
-    coefficients = torch.softmax(masked, -1)
-    if gate.pool == "graph":
-        return coefficients[batch]
-    if gate.pool == "batch":
-        return coefficients.expand(h.size(0), -1)
-    return coefficients
 
 
 def _mixture(x: Tensor, coefficients: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Tensor:
@@ -95,13 +49,13 @@ def reference_conv(
     num_nodes = x.size(0)
     if batch is None:
         batch = torch.zeros(num_nodes, dtype=torch.long, device=x.device)
-    num_graphs = int(batch.max()) + 1
+    context = GateContext(batch, int(batch.max()) + 1, roles)
     src, dst = edge_index
 
-    if conv.message_experts is None:
+    if conv.message_gate is None:
         messages = _act(x[src] @ conv.lin_message.weight.T + conv.lin_message.bias)
     else:
-        coefficients = reference_coefficients(conv, "message", x, None, batch, num_graphs, roles)
+        coefficients = conv.message_gate.reference(x, None, context)
         gating_node = dst if conv.message_gate_node == "target" else src
         experts = conv.message_experts
         messages = _mixture(x[src], coefficients[gating_node], experts.weight, experts.bias, conv.message_activation)
@@ -110,11 +64,10 @@ def reference_conv(
     agg = summed / degree.clamp(min=1).unsqueeze(1)
 
     x_cat = torch.cat([x, agg], 1)
-    if conv.update_experts is None:
+    if conv.update_gate is None:
         out = _act(x_cat @ conv.lin_update.weight.T + conv.lin_update.bias)
     else:
-        gate_in = x if conv.gate == "shared" else x_cat
-        coefficients = reference_coefficients(conv, "update", gate_in, agg, batch, num_graphs, roles)
+        coefficients = conv.update_gate.reference(x, agg, context)
         experts = conv.update_experts
         out = _mixture(x_cat, coefficients, experts.weight, experts.bias, conv.update_activation)
     return out / out.norm(dim=1, keepdim=True).clamp(min=1e-12)
@@ -129,8 +82,8 @@ class ReferenceConv(nn.Module):
         self.conv = conv
 
     @property
-    def gate(self) -> str:
-        return self.conv.gate
+    def needs_roles(self) -> bool:
+        return self.conv.needs_roles
 
     def forward(
         self,
