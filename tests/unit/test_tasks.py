@@ -1,4 +1,4 @@
-"""gsmoe.tasks: what a node task refuses, and exact accuracies."""
+"""gsmoe.tasks: what a node task refuses, exact accuracies, which models evaluate in batches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from gsmoe.tasks import NodeTask, _accuracy
+from gsmoe.modelspec import model_defaults
+from gsmoe.nn import build_model
+from gsmoe.tasks import NodeTask, _accuracy, routes_per_batch
 
 
 def _graph(**masks: torch.Tensor) -> Data:
@@ -28,3 +30,18 @@ def test_accuracy_is_the_exact_fraction() -> None:
     assert _accuracy(log_probs, labels) == 0.696 == 348 / 500
     with pytest.raises(ValueError, match="empty split"):
         _accuracy(log_probs[:0], labels[:0])
+
+
+@pytest.mark.parametrize(
+    "model,per_batch",
+    [
+        (dict(gate="dense"), False),
+        (dict(gate="noisy_topk", pool="graph"), False),
+        (dict(gate="noisy_topk", pool="node"), False),
+        (dict(gate="noisy_topk", pool="batch"), True),  # one choice per mini-batch
+        (dict(gate="noisy_topk", pool="graph", routing_noise="shared"), True),  # one noise draw per batch
+    ],
+)
+def test_routes_per_batch(model: dict, per_batch: bool) -> None:
+    cfg = {**model_defaults(), "placement": "aggregate", "num_experts": 4, "top_k": 2, **model}
+    assert routes_per_batch(build_model(cfg, 3, 2, "graph")) is per_batch

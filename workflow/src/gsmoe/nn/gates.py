@@ -1,20 +1,14 @@
 """Gating networks: how expert coefficients ``r_ij`` are chosen (paper section 5.2.2, 6.3).
 
-Every gate is a :class:`Gate`: built as ``Gate(in_channels, num_experts, agg_channels=...,
-**options)`` and called as ``gate(h, agg, context)``, where ``h`` are the features of the
-gating nodes, ``agg`` the aggregated messages :math:`h_{N(v)}` (``None`` in the message
-stage; the update stage's gate reads ``CONCAT(h_v, h_{N(v)})``, eq. 12) and ``context``
-the :class:`GateContext` of the layer's forward pass.  It returns a :class:`GateOutput`
-with one row per routing unit (a node, or a graph for graph-pooled top-k routing):
-``weights`` ``(rows, k)``, ``indices`` ``(rows, k)`` into the experts, and ``aux_loss``, a
-scalar that is zero unless a load-balancing loss applies and the module is training.
-Dense gates use ``k = E`` and ``indices = arange(E)``.  What a gate is (``sparse``,
-``needs_roles``, ``both_stages``, its options) is its entry in
-:data:`gsmoe.modelspec.GATES`, found by the name its class declares.
-
-Gates that read node features accept a dense tensor, a
-:class:`~gsmoe.nn.inputs.SparseFeatures` or a tuple of such parts (the row blocks of the
-concatenation, which is never built).
+Every gate is a :class:`Gate`, built as ``Gate(in_channels, num_experts, agg_channels,
+**options)`` and called as ``gate(h, agg, context)``: ``h`` are the features of the gating
+nodes, ``agg`` the aggregated messages :math:`h_{N(v)}` (``None`` in the message stage; the
+update stage's gate reads ``CONCAT(h_v, h_{N(v)})``, eq. 12, never built) and ``context``
+the layer's :class:`GateContext`.  It returns a :class:`GateOutput` with one row per routing
+unit (a node, or a graph for graph-pooled top-k routing): ``weights`` ``(rows, k)``,
+``indices`` ``(rows, k)`` into the experts (dense gates: ``k = E``, ``arange(E)``), and
+``aux_loss``, a scalar, zero unless a load-balancing loss applies and the gate is training.
+Features may be dense tensors, :class:`~gsmoe.nn.inputs.SparseFeatures` or tuples of both.
 """
 
 from __future__ import annotations
@@ -67,21 +61,31 @@ class Gate(nn.Module):
     """The interface every gate implements (see the module docstring).
 
     A subclass declares its registry name, ``class MyGate(Gate, name="my_gate")``, and gets
-    the facts of ``gsmoe.modelspec.GATES["my_gate"]`` as attributes, and its options (the
-    model keys of ``GateSpec.options``) as attributes of the same names.  The routing facts
-    of an instance default to one row per node over every expert (``top_k = num_experts``);
-    a gate whose options change them sets ``top_k`` or overrides :attr:`per_graph`,
-    :attr:`whole_batch` and :attr:`batch_dependent`.
+    the facts of ``gsmoe.modelspec.GATES["my_gate"]`` as class attributes and its options
+    (``GateSpec.options``, model keys) as attributes of the same names.  An instance routes
+    one row per node over every expert (``top_k = num_experts``) unless its options say
+    otherwise (:attr:`top_k`, :attr:`per_graph`, :attr:`whole_batch`, :attr:`batch_dependent`).
     """
 
     name: ClassVar[str]
     spec: ClassVar[GateSpec]
+    #: The registry's facts (see :class:`~gsmoe.modelspec.GateSpec`).
+    sparse: ClassVar[bool]
+    needs_roles: ClassVar[bool]
+    both_stages: ClassVar[bool]
+    #: One routing row per graph, shared by its nodes.
+    per_graph = False
+    #: One routing row for the whole input, shared by all its graphs.
+    whole_batch = False
+    #: A graph's routing depends on the other graphs of its mini-batch, also in evaluation.
+    batch_dependent = False
 
     def __init_subclass__(cls, *, name: str, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if name not in GATES:
             raise TypeError(f"{cls.__name__} declares gate {name!r}: add its GateSpec to gsmoe.modelspec.GATES")
         cls.name, cls.spec = name, GATES[name]
+        cls.sparse, cls.needs_roles, cls.both_stages = cls.spec.sparse, cls.spec.needs_roles, cls.spec.both_stages
         GATE_CLASSES[name] = cls
 
     def __init__(self, num_experts: int, options: Dict[str, Any]):
@@ -92,33 +96,6 @@ class Gate(nn.Module):
         self.top_k = num_experts
         for key, value in options.items():
             setattr(self, key, value)
-
-    @property
-    def sparse(self) -> bool:
-        return self.spec.sparse
-
-    @property
-    def needs_roles(self) -> bool:
-        return self.spec.needs_roles
-
-    @property
-    def both_stages(self) -> bool:
-        return self.spec.both_stages
-
-    @property
-    def per_graph(self) -> bool:
-        """One routing row per graph, shared by its nodes."""
-        return False
-
-    @property
-    def whole_batch(self) -> bool:
-        """One routing row for the whole input, shared by all its graphs."""
-        return False
-
-    @property
-    def batch_dependent(self) -> bool:
-        """A graph's routing depends on the other graphs of its mini-batch, also in evaluation."""
-        return False
 
     def options(self) -> Dict[str, Any]:
         """The values of the model keys the gate reads (:attr:`GateSpec.options`)."""
