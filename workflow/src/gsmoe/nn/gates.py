@@ -13,6 +13,7 @@ Features may be dense tensors, :class:`~gsmoe.nn.inputs.SparseFeatures` or tuple
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, NamedTuple, Optional
 
@@ -57,7 +58,7 @@ def gate_class(name: str) -> type:
     return GATE_CLASSES[name]
 
 
-class Gate(nn.Module):
+class Gate(nn.Module, metaclass=ABCMeta):
     """The interface every gate implements (see the module docstring).
 
     A subclass declares its registry name, ``class MyGate(Gate, name="my_gate")``, and gets
@@ -101,13 +102,14 @@ class Gate(nn.Module):
         """The values of the model keys the gate reads (:attr:`GateSpec.options`)."""
         return {key: getattr(self, key) for key in self.spec.options}
 
+    @abstractmethod
     def forward(self, h: Parts, agg: Optional[Tensor] = None, context: Optional[GateContext] = None) -> GateOutput:
-        raise NotImplementedError
+        """The routing of ``h`` (and ``agg``, in the update stage): one row per routing unit."""
 
+    @abstractmethod
     def reference(self, h: Tensor, agg: Optional[Tensor], context: GateContext) -> Tensor:
         """The per-node coefficients ``(N, E)`` straight from the paper's equations, dense
         (zeros for the experts a row does not use), for :mod:`gsmoe.nn.reference`."""
-        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return ", ".join(f"{key}={value}" for key, value in {"num_experts": self.num_experts, **self.options()}.items())
