@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
-from gsmoe.modelspec import CHOICES, GATES, NO_GATE
+from gsmoe import SCHEMA_PATH
+from gsmoe.modelspec import GATES, NO_GATE
 from gsmoe.nn import DenseGate, Gate, GateContext, GateOutput, NoisyTopKGate, RoleGate, SharedGate
 from gsmoe.nn.gates import GATE_CLASSES, gate_class
 
 
-def _noisy(num_experts: int = 8, k: int = 2, pool: str = "node", seed: int = 0, **kwargs) -> NoisyTopKGate:
+def _noisy(num_experts: int = 8, top_k: int = 2, pool: str = "node", seed: int = 0, **kwargs) -> NoisyTopKGate:
     torch.manual_seed(seed)
-    gate = NoisyTopKGate(6, num_experts, top_k=k, pool=pool, **kwargs)
+    gate = NoisyTopKGate(6, num_experts, top_k=top_k, pool=pool, **kwargs)
     torch.nn.init.normal_(gate.w_gate)
     torch.nn.init.normal_(gate.w_noise)
     return gate
@@ -66,7 +68,7 @@ def test_shared_gate_shares_w_msg() -> None:
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("pool", ["node", "graph"])
 def test_topk_keeps_exactly_k_and_rows_sum_to_one(pool: str, train: bool) -> None:
-    gate = _noisy(pool=pool, k=3).train(train)
+    gate = _noisy(pool=pool, top_k=3).train(train)
     x, batch = torch.randn(10, 6), torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
     out = gate(x, None, GateContext(batch, 4))
     rows = 4 if pool == "graph" else 10
@@ -78,7 +80,7 @@ def test_topk_keeps_exactly_k_and_rows_sum_to_one(pool: str, train: bool) -> Non
 
 
 def test_topk_is_keep_top_k_then_softmax() -> None:
-    gate = _noisy(k=2).eval()
+    gate = _noisy(top_k=2).eval()
     x = torch.randn(4, 6)
     logits = x @ gate.w_gate
     top = logits.topk(2, -1)
@@ -89,7 +91,7 @@ def test_topk_is_keep_top_k_then_softmax() -> None:
 
 
 def test_graph_pool_averages_logits_per_graph() -> None:
-    gate = _noisy(pool="graph", k=2).eval()
+    gate = _noisy(pool="graph", top_k=2).eval()
     x, batch = torch.randn(6, 6), torch.tensor([0, 0, 1, 1, 1, 1])
     out = gate(x, None, GateContext(batch, 2))
     for g in range(2):
@@ -100,7 +102,7 @@ def test_graph_pool_averages_logits_per_graph() -> None:
 
 
 def test_noise_only_in_training_and_drawn_per_row() -> None:
-    gate = _noisy(pool="graph", k=2)
+    gate = _noisy(pool="graph", top_k=2)
     x = torch.randn(3, 6).repeat(5, 1)  # five identical graphs
     batch = torch.arange(5).repeat_interleave(3)
     gate.eval()
@@ -116,7 +118,7 @@ def test_noise_only_in_training_and_drawn_per_row() -> None:
 
 def test_batch_pool_routes_the_whole_batch_alike() -> None:
     """The authors' code: the mean over all rows of the mini-batch takes one choice."""
-    gate = _noisy(pool="batch", k=2).eval()
+    gate = _noisy(pool="batch", top_k=2).eval()
     x, batch = torch.randn(6, 6), torch.tensor([0, 0, 1, 1, 1, 1])
     out = gate(x, None, GateContext(batch, 2))
     assert out.indices.shape == (1, 2)
@@ -124,7 +126,7 @@ def test_batch_pool_routes_the_whole_batch_alike() -> None:
 
 
 def test_shared_noise_is_one_scalar_and_also_in_evaluation() -> None:
-    gate = _noisy(pool="graph", k=2, routing_noise="shared")
+    gate = _noisy(pool="graph", top_k=2, routing_noise="shared")
     x = torch.randn(3, 6).repeat(5, 1)  # five identical graphs
     batch = torch.arange(5).repeat_interleave(3)
     for mode in (gate.train, gate.eval):
@@ -169,13 +171,13 @@ def test_balance_loss() -> None:
     assert gate.w_noise.grad.abs().sum() > 0 and gate.w_gate.grad.abs().sum() > 0
 
     # k == E: every expert always selected, only the importance term remains (finite).
-    full = _noisy(num_experts=4, k=4, balance_loss_weight=1.0).train()
+    full = _noisy(num_experts=4, top_k=4, balance_loss_weight=1.0).train()
     assert torch.isfinite(full(x).aux_loss)
 
 
 def test_balance_loss_is_cv_squared_of_importance_when_load_is_uniform() -> None:
     # k == E makes the load term exactly zero, leaving CV^2 of the importance.
-    gate = _noisy(num_experts=3, k=3, balance_loss_weight=2.0).train()
+    gate = _noisy(num_experts=3, top_k=3, balance_loss_weight=2.0).train()
     x = torch.randn(10, 6)
     torch.manual_seed(1)
     out = gate(x)
@@ -202,7 +204,8 @@ def test_noisy_gate_bad_arguments(kwargs: dict, match: str) -> None:
 
 def test_every_registered_gate_has_its_class_and_the_schema_its_name() -> None:
     assert set(GATE_CLASSES) == set(GATES)
-    assert CHOICES["gate"] == (NO_GATE, *GATES)
+    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert schema["$defs"]["model"]["properties"]["gate"]["enum"] == [NO_GATE, *GATES]
     for name, cls in GATE_CLASSES.items():
         assert gate_class(name) is cls and cls.spec is GATES[name]
     with pytest.raises(ValueError, match="gate 'none' has no class"):

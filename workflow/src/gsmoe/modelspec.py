@@ -20,7 +20,6 @@ import yaml
 from gsmoe import SCHEMA_PATH
 
 __all__ = [
-    "CHOICES",
     "GATES",
     "MODEL_KEYS",
     "NO_GATE",
@@ -38,8 +37,6 @@ with open(SCHEMA_PATH, encoding="utf-8") as _handle:
 
 #: Keys of the ``model:`` block of a run config, in the schema's order.
 MODEL_KEYS: tuple[str, ...] = tuple(_PROPERTIES)
-#: The allowed values of every string-valued model key (the schema's enums).
-CHOICES: dict[str, tuple[str, ...]] = {key: tuple(p["enum"]) for key, p in _PROPERTIES.items() if "enum" in p}
 
 #: The two stages of a layer that may hold experts: the messages (eq. 13) and the update
 #: after the mean aggregation (eq. 14, 19).  The config's ``placement`` names where experts
