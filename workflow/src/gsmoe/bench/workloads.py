@@ -20,6 +20,7 @@ from torch_geometric.data import Data
 
 from gsmoe.config import dataset_config, resolve_run
 from gsmoe.datasets import load_dataset
+from gsmoe.modelspec import GATES
 from gsmoe.nn import build_model
 from gsmoe.nn.inputs import maybe_sparse, mean_adjacency
 from gsmoe.optim import make_optimizer
@@ -69,12 +70,12 @@ def workload_run(config: Mapping[str, Any], dataset: str, name: str) -> dict[str
 
 
 def describe(model: Mapping[str, Any]) -> dict[str, Any]:
-    """The CSV columns that describe a workload's model (top-k and pool of a noisy top-k gate)."""
-    sparse = model["gate"] == "noisy_topk"
+    """The CSV columns that describe a workload's model (top-k and pool of a gate that reads them)."""
+    options = GATES[model["gate"]].options if model["gate"] in GATES else ()
     return {
         "num_experts": model["num_experts"],
-        "top_k": model["top_k"] if sparse else model["num_experts"],
-        "pool": model["pool"] if sparse else "",
+        "top_k": model["top_k"] if "top_k" in options else model["num_experts"],
+        "pool": model["pool"] if "pool" in options else "",
     }
 
 

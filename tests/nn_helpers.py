@@ -1,4 +1,5 @@
-"""What the model-library tests share: small graphs, the layer variants, layers with live routers."""
+"""What the model-library tests share: small graphs, the layer and model variants, layers
+with live routers (``from nn_helpers import ...``, like ``tests/helpers.py``)."""
 
 from __future__ import annotations
 
