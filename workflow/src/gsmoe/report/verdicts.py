@@ -199,8 +199,8 @@ def _tested_row(
     )
     check = check_paper_difference(d, paper_diff, alpha) if d.size else None
     notes = [tested["reason"], verdict_note, _unmatched_note(va, vb)]
-    if tested["reason"] == "" and power.pairs_needed is None:
-        notes.append(f"seeds needed: {power.note}")
+    if not tested["reason"] and not math.isfinite(power.power):
+        notes.append(power.note)  # no target: why there is no "seeds needed"
     return {
         "diff": float(d.mean()) if d.size else math.nan,
         "ci_low": check.ci_low if check else math.nan,
