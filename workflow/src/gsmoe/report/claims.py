@@ -1,9 +1,13 @@
 """``claims.md`` and ``claims.csv``: the paper's claims, their verdicts and the sanity check.
 
 The claims are configured in ``config["claims"]`` (:mod:`gsmoe.config.claims`), tested by
-:mod:`gsmoe.report.verdicts` (statistics in :mod:`gsmoe.report.stats`) and the baseline
-checked against published accuracies by :mod:`gsmoe.report.references`; this module
-writes both results.  Entry point: :func:`write_claims` (atomic).
+:mod:`gsmoe.report.verdicts` (tests in :mod:`gsmoe.report.hypothesis`, power in
+:mod:`gsmoe.report.power`, pilot / confirmatory seeds in :mod:`gsmoe.report.design`) and the
+baseline checked against published accuracies by :mod:`gsmoe.report.references`; this
+module writes both results.  ``claims.md`` says which sample the verdicts are computed on
+(the pilot's, while ``claims_design.confirmatory_seeds`` is empty) and, with a confirmatory
+sample, gives the pilot's verdict beside each that differs.  Entry point:
+:func:`write_claims` (atomic).
 """
 
 from __future__ import annotations
