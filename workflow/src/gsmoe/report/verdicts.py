@@ -252,6 +252,9 @@ def _evaluate_sample(runs: pd.DataFrame, config: Mapping[str, Any], sample: str)
                     "n": 0,
                     "n_a": len(va),
                     "n_b": len(vb),
+                    "paper_position": "unknown",
+                    "paper_check": "",
+                    "test": "",
                 }
                 if va and vb:
                     row.update(_tested_row(va, vb, expect, paper_a - paper_b, config))
@@ -262,7 +265,6 @@ def _evaluate_sample(runs: pd.DataFrame, config: Mapping[str, Any], sample: str)
     frame = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     frame["seeds_needed"] = frame["seeds_needed"].astype("Int64")
     frame = frame.astype({"note": str, "test": str, "verdict": str, "paper_check": str, "paper_position": str})
-    frame[["note", "test", "paper_check"]] = frame[["note", "test", "paper_check"]].replace("nan", "")
     _add_holm(frame, alpha)
     return frame
 
