@@ -20,6 +20,7 @@ from gsmoe.config.schema import fill_defaults
 from gsmoe.protocols import COMPARED_COLUMNS
 from gsmoe.report.aggregate import RUN_COLUMNS
 from gsmoe.report.claims import write_claims
+from gsmoe.report.power import minimal_detectable_effect, min_pairs_for_alpha
 from gsmoe.report.references import REFERENCE_COLUMNS, check_references
 from gsmoe.report.stats import holm
 from gsmoe.report.verdicts import CLAIM_COLUMNS, decide, evaluate_claims
@@ -37,6 +38,8 @@ EXPERIMENTS = {
     "lose": {"label": "Loses", "paper": {"Cora": 0.69}},
     "noise": {"label": "Noise", "paper": {"Cora": 0.72}},
     "same": {"label": "Same", "paper": {"Cora": 0.71}},
+    "close": {"label": "Close", "paper": {"Cora": 0.75}},  # +0.005 on Cora: a claim of +0.04 overstated
+    "wide": {"label": "Wide", "paper": {"Cora": 0.71}},
     "absent": {"label": "Never run", "paper": {"Cora": 0.80}},
 }
 DATASETS = {"Cora": {}, "ENZYMES": {}}
@@ -75,14 +78,18 @@ def frame(*row_lists: list[dict]) -> pd.DataFrame:
 
 
 def base_runs() -> pd.DataFrame:
-    """base 0.70; win +0.05; lose -0.05; noise: ±0.01 alternating around base; same = base exactly."""
+    """base 0.70; win +0.05; lose -0.05; close +0.005; noise: ±0.01 and wide: ±0.05 alternating
+    around base; same = base exactly."""
     base = [0.70 + e for e in SEED_EFFECT]
     noise = [b + (0.01 if s % 2 else -0.01) for s, b in enumerate(base)]
+    wide = [b + (0.05 if s % 2 else -0.05) for s, b in enumerate(base)]
     return frame(
         run_rows("Cora", "base", 0.70),
         run_rows("Cora", "win", 0.75),
         run_rows("Cora", "lose", 0.65),
+        run_rows("Cora", "close", 0.705),
         run_rows("Cora", "noise", noise),
+        run_rows("Cora", "wide", wide),
         run_rows("Cora", "same", list(base)),
         run_rows("ENZYMES", "base", 0.30),
         run_rows("ENZYMES", "win", 0.25),
@@ -90,9 +97,10 @@ def base_runs() -> pd.DataFrame:
 
 
 def with_defaults(cfg: dict) -> dict:
-    """``cfg`` with the schema's defaults of its claims, claims_alpha and references, as validation fills them."""
+    """``cfg`` with the schema's defaults of its claims sections and seeds (0-9), as validation fills them."""
     schema = load_schema()
-    sections = {key: schema["properties"][key] for key in ("claims", "claims_alpha", "references")}
+    keys = ("seeds", "claims", "claims_alpha", "claims_design", "references")
+    sections = {key: schema["properties"][key] for key in keys}
     cfg = copy.deepcopy(cfg)
     fill_defaults(cfg, {"properties": sections}, schema)
     return cfg
@@ -127,21 +135,23 @@ def verdicts(df: pd.DataFrame, cid: str, dataset: str = "Cora") -> set[str]:
         ("lose", "less", "holds"),
         ("win", "less", "does not hold"),
         ("noise", "less", "inconclusive"),
-        ("same", "equal", "holds"),  # identical values
-        ("noise", "equal", "holds"),
-        ("win", "equal", "does not hold"),
-        ("lose", "equal", "does not hold"),
-        ("lose", "not_greater", "holds"),  # significantly less is "not greater"
-        ("noise", "not_greater", "holds"),
-        ("same", "not_greater", "holds"),
-        ("win", "not_greater", "does not hold"),
+        ("noise", "equal", "equivalent"),  # mean 0, 90 % interval inside ±0.01
+        ("close", "equal", "equivalent"),  # significantly different from 0, but by less than the margin
+        ("wide", "equal", "undecided"),  # mean 0, too noisy to show equivalence
+        ("same", "equal", "undecided"),  # identical values: zero spread, no t-test
+        ("win", "equal", "different"),
+        ("lose", "equal", "different"),
+        ("lose", "not_greater", "not superior"),  # significantly less is "not greater"
+        ("noise", "not_greater", "not superior"),
+        ("wide", "not_greater", "undecided"),
+        ("win", "not_greater", "superior"),
     ],
 )
 def test_known_verdicts(a: str, expect: str, verdict: str) -> None:
     df = evaluate_claims(base_runs(), config(claim("c", a, "base", expect, datasets=["Cora"])))
     assert len(df) == 2  # one dataset x two protocols
     assert verdicts(df, "c") == {verdict}
-    assert df["paired"].all() and (df["n"] == 10).all()
+    assert (df["n"] == 10).all() and set(df["sample"]) == {"pilot"}
 
 
 def test_paired_statistics_match_hand_computation() -> None:
@@ -152,17 +162,19 @@ def test_paired_statistics_match_hand_computation() -> None:
     half = stats.t.ppf(0.975, 9) * d.std(ddof=1) / math.sqrt(10)
     assert row["diff"] == pytest.approx(d.mean())
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
-    # every difference is positive: only the all-plus / all-minus sign vectors are as extreme
-    assert row["p_value"] == pytest.approx(2 / 2**10)
-    assert row["test"] == "sign-flip permutation (exact, 2^10)"
+    # every difference is positive: one-sided, only the all-plus sign vector is as extreme
+    assert row["p_value"] == pytest.approx(1 / 2**10)
+    assert row["p_contrary"] == pytest.approx(1.0)
+    assert row["test"] == "sign-flip permutation (one-sided, greater; exact, 2^10)"
     assert row["mean_a"] == pytest.approx(np.mean(0.75 + SEED_EFFECT + WOBBLE))
     assert row["confidence"] == pytest.approx(0.95)
 
 
-def test_identical_values_give_zero_difference_and_p_one() -> None:
+def test_identical_values_give_zero_difference_and_no_t_test() -> None:
     df = evaluate_claims(base_runs(), config(claim("c", "same", "base", "equal", datasets=["Cora"])))
     row = df.iloc[0]
-    assert (row["diff"], row["ci_low"], row["ci_high"], row["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+    assert (row["diff"], row["ci_low"], row["ci_high"], row["p_contrary"]) == (0.0, 0.0, 0.0, 1.0)
+    assert math.isnan(row["p_value"]) and row["note"] == "zero spread over seeds"
 
 
 def test_protocols_read_their_columns() -> None:
@@ -175,12 +187,16 @@ def test_protocols_read_their_columns() -> None:
 
 
 def test_decide_table() -> None:
-    assert decide("greater", 0.1, 0.01, 0.05) == "holds"
-    assert decide("greater", 0.1, 0.05, 0.05) == "inconclusive"  # p must be < alpha
-    assert decide("not_greater", -0.1, 0.01, 0.05) == "holds"
-    assert decide("equal", 0.0, math.nan, 0.05) == "inconclusive"
+    assert decide("greater", 0.01, 0.99, 0.05) == ("holds", "")
+    assert decide("less", 0.05, 0.95, 0.05) == ("inconclusive", "")  # p must be < alpha
+    assert decide("less", 0.99, 0.01, 0.05) == ("does not hold", "")
+    assert decide("equal", 0.01, 0.01, 0.05) == ("equivalent", "a difference smaller than the margin")
+    assert decide("equal", 0.2, 0.01, 0.05) == ("different", "")
+    assert decide("equal", math.nan, 0.5, 0.05) == ("undecided", "")
+    assert decide("not_greater", 0.01, 0.9, 0.05) == ("not superior", "")
+    assert decide("not_greater", 0.3, 0.01, 0.05) == ("superior", "")
     with pytest.raises(ValueError, match="expect must be one of"):
-        decide("bigger", 0.1, 0.01, 0.05)
+        decide("bigger", 0.01, 0.9, 0.05)
 
 
 # ----------------------------------------------------------------------------- too little data
@@ -206,72 +222,45 @@ def test_empty_runs_table_is_all_not_run() -> None:
     assert len(df) == 4 and set(df["verdict"]) == {"not run"}
 
 
-def test_one_seed_is_inconclusive() -> None:
+@pytest.mark.parametrize(("expect", "verdict"), [("greater", "inconclusive"), ("equal", "undecided"), ("not_greater", "undecided")])
+def test_one_seed_decides_nothing(expect: str, verdict: str) -> None:
     runs = frame(run_rows("Cora", "base", 0.5, seeds=[0]), run_rows("Cora", "win", 0.9, seeds=[0]))
-    for expect in ("greater", "equal", "not_greater"):
-        df = evaluate_claims(runs, config(claim("c", "win", "base", expect, datasets=["Cora"])))
-        assert verdicts(df, "c") == {"inconclusive"}
-        assert df["note"].str.startswith("n too small").all()
-        assert (df["n"] == 1).all()
+    df = evaluate_claims(runs, config(claim("c", "win", "base", expect, datasets=["Cora"])))
+    assert verdicts(df, "c") == {verdict}
+    assert (df["note"] == "fewer than 2 pairs").all() and (df["n"] == 1).all()
+    assert df["mde"].isna().all() and df["seeds_needed"].isna().all()
 
 
 def test_too_few_pairs_to_reach_alpha_is_inconclusive() -> None:
-    # 4 pairs: the exact sign-flip test cannot go below 2/16 = 0.125, so even an identical
-    # pair of experiments must not count as "equal holds".
+    # 4 pairs, all in the claimed direction: the one-sided sign-flip test cannot go below
+    # 1/16 = 0.0625, so a clear win is still inconclusive at alpha 0.05 ...
     seeds = [0, 1, 2, 3]
-    runs = frame(
-        run_rows("Cora", "base", 0.5, seeds=seeds),
-        run_rows("Cora", "same", [0.5 + SEED_EFFECT[s] for s in seeds], seeds=seeds),
-    )
-    df = evaluate_claims(runs, config(claim("c", "same", "base", "equal", datasets=["Cora"])))
+    runs = frame(run_rows("Cora", "base", 0.5, seeds=seeds), run_rows("Cora", "win", 0.6, seeds=seeds))
+    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
     assert verdicts(df, "c") == {"inconclusive"}
-    assert "smallest attainable p is 0.125" in df["note"].iloc[0]
-    # with alpha 0.2 the same 4 pairs can reach significance
-    df = evaluate_claims(runs, config(claim("c", "same", "base", "equal", datasets=["Cora"]), claims_alpha=0.2))
+    assert df["p_value"].iloc[0] == pytest.approx(1 / 16)
+    # ... and holds at alpha 0.1
+    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"]), claims_alpha=0.1))
     assert verdicts(df, "c") == {"holds"}
-    assert df["confidence"].iloc[0] == pytest.approx(0.8)
+    assert df["confidence"].iloc[0] == pytest.approx(0.9)
 
 
 def test_unmatched_seeds_pair_on_the_common_ones() -> None:
     runs = frame(run_rows("Cora", "base", 0.70), run_rows("Cora", "win", 0.75, seeds=SEEDS[:8]))
     df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
     row = df.iloc[0]
-    assert row["paired"] and row["n"] == 8 and (row["n_a"], row["n_b"]) == (8, 10)
+    assert row["n"] == 8 and (row["n_a"], row["n_b"]) == (8, 10)
     assert "paired on 8 common seeds" in row["note"] and row["verdict"] == "holds"
 
 
-def test_no_common_seed_uses_welch() -> None:
-    a_vals, b_vals = [0.80, 0.82, 0.81, 0.83], [0.70, 0.74, 0.72]
-    runs = frame(run_rows("Cora", "win", a_vals, seeds=[0, 1, 2, 3]), run_rows("Cora", "base", b_vals, seeds=[4, 5, 6]))
+def test_no_common_seed_decides_nothing() -> None:
+    # All tests are paired: runs of a and b on disjoint seeds cannot be compared seed by seed.
+    runs = frame(run_rows("Cora", "win", 0.8, seeds=[0, 1, 2, 3]), run_rows("Cora", "base", 0.7, seeds=[4, 5, 6]))
     df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
-    row = df[df["protocol"] == "paper"].iloc[0]
-    ref = stats.ttest_ind(a_vals, b_vals, equal_var=False)
-    assert not row["paired"] and row["test"] == "Welch t-test" and math.isnan(row["n"])
-    assert row["p_value"] == pytest.approx(ref.pvalue)
-    va, vb = np.var(a_vals, ddof=1) / 4, np.var(b_vals, ddof=1) / 3
-    df_ws = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 2)
-    half = stats.t.ppf(0.975, df_ws) * math.sqrt(va + vb)
-    diff = np.mean(a_vals) - np.mean(b_vals)
-    assert (row["diff"], row["ci_low"], row["ci_high"]) == pytest.approx((diff, diff - half, diff + half))
-    assert row["verdict"] == "holds" and "Welch" in row["note"]
-
-
-def test_welch_with_one_run_on_a_side_is_inconclusive() -> None:
-    runs = frame(run_rows("Cora", "win", [0.8, 0.81], seeds=[0, 1]), run_rows("Cora", "base", [0.7], seeds=[5]))
-    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
-    assert verdicts(df, "c") == {"inconclusive"} and "n too small" in df["note"].iloc[0]
-
-
-@pytest.mark.filterwarnings("error")
-def test_welch_with_constant_groups() -> None:
-    equal = frame(
-        run_rows("Cora", "same", [0.5, 0.5], seeds=[0, 1]), run_rows("Cora", "base", [0.5, 0.5], seeds=[2, 3])
-    )
-    df = evaluate_claims(equal, config(claim("c", "same", "base", "equal", datasets=["Cora"])))
-    assert verdicts(df, "c") == {"holds"} and df["p_value"].iloc[0] == 1.0
-    apart = frame(run_rows("Cora", "win", [0.6, 0.6], seeds=[0, 1]), run_rows("Cora", "base", [0.5, 0.5], seeds=[2, 3]))
-    df = evaluate_claims(apart, config(claim("c", "win", "base", datasets=["Cora"])))
-    assert verdicts(df, "c") == {"inconclusive"} and "zero spread" in df["note"].iloc[0]
+    assert verdicts(df, "c") == {"inconclusive"}
+    row = df.iloc[0]
+    assert row["n"] == 0 and (row["n_a"], row["n_b"]) == (4, 3) and math.isnan(row["diff"])
+    assert row["note"].startswith("no seed in common; paired on 0 common seeds")
 
 
 # ----------------------------------------------------------------------------- paper values, per-dataset
@@ -313,6 +302,109 @@ def test_holm_columns_per_protocol_family() -> None:
         assert fam["p_holm"].to_numpy() == pytest.approx(holm(fam["p_value"].to_numpy()))
     assert (df["p_holm"] >= df["p_value"]).all()
     assert set(df["verdict_holm"]) == {"holds"}
+
+
+def test_one_sided_tests_pass_holm_over_a_large_family() -> None:
+    # 30 rows whose 10 differences all have the claimed sign: one-sided p = 1/1024, Holm's
+    # smallest adjusted p = 30/1024 < 0.05 (the two-sided test's 60/1024 would not pass).
+    claims = [claim(f"w{i}", "win", "base", datasets=["Cora"]) for i in range(15)]
+    df = evaluate_claims(base_runs(), config(*claims))
+    assert len(df) == 30 and (df.groupby("protocol").size() == 15).all()
+    assert df["p_holm"].to_numpy() == pytest.approx(np.full(30, 15 / 1024))
+    assert set(df["verdict_holm"]) == {"holds"}
+    claims = [claim(f"w{i}", "win", "base", datasets=["Cora"]) for i in range(60)]
+    df = evaluate_claims(base_runs(), config(*claims))
+    assert set(df["verdict_holm"]) == {"inconclusive"} and set(df["verdict"]) == {"holds"}  # 60/1024 > 0.05
+
+
+def test_holm_adjusts_the_contrary_p_too() -> None:
+    claims = [claim(f"l{i}", "lose", "base", datasets=["Cora"]) for i in range(60)]  # each clearly fails
+    df = evaluate_claims(base_runs(), config(*claims))
+    assert set(df["verdict"]) == {"does not hold"}
+    assert df["p_contrary_holm"].to_numpy() == pytest.approx(np.full(120, 60 / 1024))
+    assert set(df["verdict_holm"]) == {"inconclusive"}
+
+
+# ----------------------------------------------------------------------------- the paper's difference, power
+
+
+def test_claim_can_hold_and_be_overstated() -> None:
+    df = evaluate_claims(base_runs(), config(claim("c", "close", "base", datasets=["Cora"])))
+    row = df[df["protocol"] == "paper"].iloc[0]
+    assert row["verdict"] == "holds" and row["paper_diff"] == pytest.approx(0.04)
+    assert row["paper_position"] == "above"
+    assert row["paper_check"] == f"the paper's +0.040 is excluded: at most {row['ci_high']:+.3f}"
+    inside = evaluate_claims(base_runs(), config(claim("c", "win", "base", datasets=["Cora"]))).iloc[0]
+    assert inside["paper_position"] == "below"  # win beats base by more than the paper's +0.04
+    wide = evaluate_claims(base_runs(), config(claim("c", "wide", "base", "equal", datasets=["Cora"]))).iloc[0]
+    assert wide["paper_position"] == "inside" and wide["paper_check"].startswith("the paper's +0.000 is inside [")
+
+
+def test_power_columns() -> None:
+    df = evaluate_claims(base_runs(), config(claim("c", "win", "base", datasets=["Cora"])))
+    row = df[df["protocol"] == "paper"].iloc[0]
+    sd = float(np.std(0.05 + WOBBLE, ddof=1))
+    assert row["mde"] == pytest.approx(minimal_detectable_effect(sd, 10, 0.05, 0.8), rel=1e-6)
+    # the paper's +0.04 against an sd of 0.0015: the fewest pairs the sign-flip test can reject with
+    assert row["seeds_needed"] == min_pairs_for_alpha(0.05) and row["power"] == pytest.approx(1.0)
+    # a smaller power asked for gives a smaller MDE
+    cfg = config(claim("c", "win", "base", datasets=["Cora"]), claims_design={"power": 0.5})
+    assert evaluate_claims(base_runs(), cfg).iloc[0]["mde"] < row["mde"]
+    # nothing of the paper's to detect: the paper's own difference is against the claim
+    row = evaluate_claims(base_runs(), config(claim("c", "lose", "base", "greater", datasets=["Cora"]))).iloc[0]
+    assert pd.isna(row["seeds_needed"]) and "nothing to detect" in row["note"]
+
+
+def test_margin_from_config() -> None:
+    # close - base = +0.005 with a small spread: equivalent within 0.01, different within 0.003
+    cfg = config(claim("c", "close", "base", "equal", datasets=["Cora"]))
+    df = evaluate_claims(base_runs(), cfg)
+    assert verdicts(df, "c") == {"equivalent"} and set(df["note"]) == {"a difference smaller than the margin"}
+    cfg = config(claim("c", "close", "base", "equal", datasets=["Cora"]), claims_design={"margin": 0.003})
+    assert verdicts(evaluate_claims(base_runs(), cfg), "c") == {"different"}
+    cfg = config(claim("c", "close", "base", "not_greater", datasets=["Cora"]), claims_design={"margin": 0.003})
+    assert verdicts(evaluate_claims(base_runs(), cfg), "c") == {"superior"}
+
+
+# ----------------------------------------------------------------------------- pilot and confirmatory
+
+
+def confirmatory_runs() -> pd.DataFrame:
+    """Seeds 0-9 (pilot): win - base alternates ±0.01; seeds 10-19 (confirmatory): win beats base by 0.05."""
+    pilot, conf = list(range(10)), list(range(10, 20))
+    base = [0.70 + 0.001 * s for s in pilot + conf]
+    win = [b + (0.01 if s % 2 else -0.01) for s, b in zip(pilot, base)] + [b + 0.05 + 0.001 * (s % 3) for s, b in zip(conf, base[10:])]
+    return frame(run_rows("Cora", "base", base, seeds=pilot + conf), run_rows("Cora", "win", win, seeds=pilot + conf))
+
+
+def test_confirmatory_verdicts_not_pooled_and_pilot_beside(tmp_path: Path) -> None:
+    seeds = list(range(20))
+    cfg = config(claim("c", "win", "base", datasets=["Cora"]), seeds=seeds, claims_design={"confirmatory_seeds": seeds[10:]})
+    df = evaluate_claims(confirmatory_runs(), cfg)
+    assert set(df["sample"]) == {"confirmatory"} and (df["n"] == 10).all()  # 10 confirmatory pairs, not 20
+    assert df["diff"].to_numpy() == pytest.approx(np.full(2, 0.05 + np.mean([s % 3 for s in seeds[10:]]) * 0.001))
+    assert set(df["verdict"]) == {"holds"} and set(df["pilot_verdict"]) == {"inconclusive"}
+    assert set(df["pilot_verdict_holm"]) == {"inconclusive"}
+    runs_csv = tmp_path / "runs.csv"
+    confirmatory_runs().to_csv(runs_csv, index=False)
+    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
+    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    assert "Verdicts are computed on the confirmatory seeds 10-19 alone" in text
+    assert "| holds (pilot: inconclusive) | holds (pilot: inconclusive) |" in text
+
+
+def test_without_confirmatory_seeds_the_pilot_is_every_configured_seed() -> None:
+    df = evaluate_claims(confirmatory_runs(), config(claim("c", "win", "base", datasets=["Cora"]), seeds=list(range(20))))
+    assert set(df["sample"]) == {"pilot"} and (df["n"] == 20).all() and df["pilot_verdict"].isna().all()
+    # runs of seeds outside `seeds` are not used
+    df = evaluate_claims(confirmatory_runs(), config(claim("c", "win", "base", datasets=["Cora"])))
+    assert (df["n"] == 10).all() and set(df["verdict"]) == {"inconclusive"}
+
+
+def test_confirmatory_seed_not_in_seeds_is_refused() -> None:
+    cfg = config(claim("c", "win", "base"), claims_design={"confirmatory_seeds": [42]})
+    with pytest.raises(ValueError, match=r"confirmatory_seeds \[42\] are not in seeds"):
+        evaluate_claims(base_runs(), cfg)
 
 
 # ----------------------------------------------------------------------------- config validation
@@ -423,10 +515,19 @@ def test_write_claims_files(tmp_path: Path) -> None:
     assert list(table["verdict"]) == list(expected["verdict"])
     assert table["p_value"].to_numpy() == pytest.approx(expected["p_value"].to_numpy(), rel=1e-5, nan_ok=True)
     text = out_md.read_text(encoding="utf-8")
-    assert "| claim | table | dataset | protocol | expect | paper diff | our diff [95 % CI] | p |" in text
+    assert (
+        "| claim | table | dataset | protocol | expect | paper diff | our diff [95 % CI] | paper's difference | "
+        "p | p against | p (Holm) | n | MDE | seeds needed | verdict | verdict (Holm) | note |"
+    ) in text
     assert "Win \\| beats base" in text  # pipe escaped inside a cell
-    assert "| win_claim | table9 | Cora | paper | greater | +0.040 |" in text
-    assert "| gone | table9 | Cora | paper | greater | +0.090 | -- | -- | -- | 0 | not run |" in text
+    win_paper = expected.iloc[0]
+    assert (
+        f"| win_claim | table9 | Cora | paper | greater | +0.040 | {win_paper['diff']:+.3f} "
+        f"[{win_paper['ci_low']:+.3f}, {win_paper['ci_high']:+.3f}] | {win_paper['paper_check']} | <0.001 | 1.000 | "
+        f"0.002 | 10 | {win_paper['mde']:.3f} | 5 | holds | holds |  |"
+    ) in text
+    assert "| gone | table9 | Cora | paper | greater | +0.090 | -- | -- | -- | -- | -- | 0 | -- | -- | not run | not run |" in text
+    assert "Verdicts are the **pilot's**: all seeds 0-9" in text
     assert "## Sanity check" in text and "Kipf & Welling 2017" in text
     assert sorted(p.name for p in out_md.parent.iterdir()) == ["claims.csv", "claims.md"]  # no temp files left
     # the summary: one row per claim and dataset, both protocols side by side
@@ -506,7 +607,7 @@ def test_default_claims_cover_the_paper() -> None:
 
 def test_smoke_config_claims_run(tmp_path: Path) -> None:
     # The smoke config runs Cora and ENZYMES with 2 seeds: PubMed rows are "not run" and
-    # 2 seeds can never reach alpha, so nothing may "hold" -- and nothing may crash.
+    # 2 seeds can never reach alpha, so nothing may be decided -- and nothing may crash.
     cfg = load_config(ROOT / "tests/workflow/config_smoke.yaml", base_dir=ROOT)
     rows = [
         run_rows(d, e, 0.5 + 0.01 * i, seeds=[0, 1])
@@ -518,5 +619,5 @@ def test_smoke_config_claims_run(tmp_path: Path) -> None:
     write_claims(str(runs_csv), cfg, str(tmp_path / "claims.md"), str(tmp_path / "claims.csv"))
     table = pd.read_csv(tmp_path / "claims.csv")
     assert set(table[table["dataset"] == "PubMed"]["verdict"]) == {"not run"}
-    assert set(table[table["dataset"] != "PubMed"]["verdict"]) == {"inconclusive"}
+    assert set(table[table["dataset"] != "PubMed"]["verdict"]) == {"inconclusive", "undecided"}
     assert len(table) == 2 * sum(len(c.datasets_for(list(cfg["datasets"]))) for c in parse_claims(cfg))

@@ -150,6 +150,9 @@ def claim_rows() -> list[dict[str, Any]]:
         "n_a": 3,
         "n_b": 3,
         "verdict_holm": "inconclusive",
+        "pilot_verdict": float("nan"),
+        "paper_position": "inside",
+        "paper_check": "the paper's +0.040 is inside [...]",
         "note": "",
     }
     rows = []
@@ -198,6 +201,24 @@ def test_claims_show_difference_interval_p_and_verdict(tmp_path: Path) -> None:
     assert "standard: moe4 has no runs" in page  # a note of one protocol says which
     assert "difference [95 % CI]" in page
     assert 'rowspan="2">4 experts beat the baseline' in page  # one claim, two datasets
+    assert "pilot:" not in page and "is inside" not in page  # neither a pilot verdict nor an excluded paper value
+
+
+def test_claims_show_new_verdicts_pilot_and_excluded_paper_difference(tmp_path: Path) -> None:
+    rows = claim_rows()
+    rows[0].update(verdict="holds", pilot_verdict="inconclusive", paper_position="above",
+                   paper_check="the paper's +0.040 is excluded: at most +0.029")  # fmt: skip
+    rows[1].update(verdict="equivalent", pilot_verdict="equivalent")  # the same: not repeated
+    rows[2].update(verdict="superior", pilot_verdict="undecided")
+    path = tmp_path / "claims.csv"
+    write_claims_csv(path, rows)
+    out = tmp_path / "claims.html"
+    write_claims_html(str(path), PROTOCOLS, str(out))
+    page = out.read_text()
+    assert '<span class="verdict holds">holds</span><br><span class="note">pilot: inconclusive</span>' in page
+    assert '<span class="verdict holds">equivalent</span></td>' in page
+    assert '<span class="verdict fails">superior</span><br><span class="note">pilot: undecided</span>' in page
+    assert "the paper&#x27;s +0.040 is excluded: at most +0.029" in page
 
 
 def test_claims_csv_checked_and_empty(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ rule claims:
         },
         claims=config["claims"],
         claims_alpha=config["claims_alpha"],
+        claims_design=config["claims_design"],
+        seeds=config["seeds"],
         references=config["references"],
     script:
         "../scripts/claims.py"

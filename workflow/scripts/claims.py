@@ -18,6 +18,8 @@ write_claims(
         "experiments": params.experiments,
         "claims": params.claims,
         "claims_alpha": params.claims_alpha,
+        "claims_design": params.claims_design,
+        "seeds": params.seeds,
         "references": params.references,
     },
     snakemake.output.md,  # noqa: F821

@@ -64,7 +64,7 @@ from gsmoe.report.power import (
     t_test_power,
     tost_power,
 )
-from gsmoe.report.verdicts import checked_runs, seed_values
+from gsmoe.report.seed_runs import checked_runs, paired_differences, paper_value, seed_values
 
 __all__ = [
     "DESIGN_COLUMNS",
@@ -197,20 +197,6 @@ def design_seed_sets(config: Mapping[str, Any]) -> tuple[list[int], list[int]]:
     return pilot, confirmatory
 
 
-def _paired(runs: pd.DataFrame, dataset: str, a: str, b: str, metric: str) -> np.ndarray:
-    """``a - b`` of ``metric`` on the seeds both experiments ran (seed order), as the verdicts pair them."""
-    va, vb = seed_values(runs, dataset, a, metric), seed_values(runs, dataset, b, metric)
-    return np.array([va[s] - vb[s] for s in sorted(set(va) & set(vb))], dtype=float)
-
-
-def _paper_diff(config: Mapping[str, Any], a: str, b: str, dataset: str) -> float:
-    def value(experiment: str) -> float:
-        v = config["experiments"][experiment]["paper"].get(dataset)  # absent: the paper gives none
-        return float(v) if v is not None else math.nan
-
-    return value(a) - value(b)
-
-
 def power_table(runs: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     """One :class:`RowPower` per claim x dataset x protocol on the pilot seeds (:data:`DESIGN_COLUMNS`)."""
     design = config["claims_design"]
@@ -223,9 +209,11 @@ def power_table(runs: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
     for claim in parse_claims(config):
         for dataset in claim.datasets_for(configured):
             expect = claim.expectation(dataset)
-            paper_diff = _paper_diff(config, claim.a, claim.b, dataset)
+            paper_diff = paper_value(config, claim.a, dataset) - paper_value(config, claim.b, dataset)
             for protocol, metric in COMPARED_COLUMNS.items():
-                d = _paired(runs, dataset, claim.a, claim.b, metric)
+                d = paired_differences(
+                    seed_values(runs, dataset, claim.a, metric), seed_values(runs, dataset, claim.b, metric)
+                )
                 r = row_power(
                     d, expect, paper_diff, float(design["margin"]), alpha, float(design["power"]),
                     int(design["max_confirmatory_seeds"]),

@@ -13,7 +13,8 @@ Pages (written atomically):
   LaTeX tables (:func:`gsmoe.report.tables.table_grid`), under the configured metric and the
   standard protocol.
 * :func:`write_claims_html` - ``claims.csv``: each claim per dataset, both protocols, with the
-  difference, its interval, the p-value and the verdict.
+  difference, its interval (with the paper's difference where ours excludes it), the p-value of
+  the claim's test and the verdict (with the pilot's where a confirmatory sample changed it).
 """
 
 from __future__ import annotations
@@ -50,16 +51,24 @@ def _protocols(protocols: Mapping[str, str]) -> str:
 
 _CLAIMS_TITLE = "Do the paper's claims hold?"
 
-_TEXT_CLAIM_COLUMNS = ["claim", "text", "a", "b", "expect", "dataset", "protocol", "metric", "verdict", "note"]
+_TEXT_CLAIM_COLUMNS = [
+    "claim", "text", "a", "b", "expect", "dataset", "protocol", "metric", "verdict", "pilot_verdict",
+    "paper_position", "paper_check", "note",
+]  # fmt: skip
 _NUMERIC_CLAIM_COLUMNS = ["paper_diff", "diff", "ci_low", "ci_high", "confidence", "p_value", "n"]
 #: The columns of ``claims.csv`` this module reads.
 CLAIMS_HTML_COLUMNS: list[str] = _TEXT_CLAIM_COLUMNS + _NUMERIC_CLAIM_COLUMNS
 
-#: Verdicts (claims.csv) -> CSS class of their badge.
+#: Verdicts (claims.csv, gsmoe.report.hypothesis) -> CSS class of their badge.
 _VERDICT_CLASS: dict[str, str] = {
     "holds": "holds",
+    "equivalent": "holds",
+    "not superior": "holds",
     "does not hold": "fails",
+    "different": "fails",
+    "superior": "fails",
     "inconclusive": "open",
+    "undecided": "open",
     "not run": "none",
 }
 
@@ -263,6 +272,14 @@ def _verdict_html(verdict: str) -> str:
     return f'<span class="verdict {css}">{escape(verdict)}</span>'
 
 
+def _row_verdict_html(row: Mapping[str, Any]) -> str:
+    """The row's verdict, and the pilot's below it where a confirmatory sample changed it."""
+    verdict, pilot = str(row["verdict"]), row["pilot_verdict"]
+    if _is_missing(pilot) or str(pilot) in ("", verdict):
+        return _verdict_html(verdict)
+    return f'{_verdict_html(verdict)}<br><span class="note">pilot: {escape(str(pilot))}</span>'
+
+
 def read_claims_csv(claims_csv: str | Path) -> pd.DataFrame:
     """``claims.csv`` with its names kept as text; raises ``ValueError`` naming the columns
     this module needs (:data:`CLAIMS_HTML_COLUMNS`) that the file lacks."""
@@ -321,10 +338,16 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
                     if _is_missing(row["ci_low"])
                     else f' <span class="ci">[{_fmt(row["ci_low"], sign=True)}, {_fmt(row["ci_high"], sign=True)}]</span>'
                 )
+                # the paper's difference outside our interval: the claim may hold and be overstated
+                excluded = (
+                    f'<br><span class="note">{escape(str(row["paper_check"]))}</span>'
+                    if str(row["paper_position"]) in ("above", "below")
+                    else ""
+                )
                 tds.append(
-                    f'<td class="num">{_fmt(row["diff"], sign=True)}{interval}</td>'
+                    f'<td class="num">{_fmt(row["diff"], sign=True)}{interval}{excluded}</td>'
                     f'<td class="num">{_fmt(row["p_value"])}</td>'
-                    f"<td>{_verdict_html(str(row['verdict']))}</td>"
+                    f"<td>{_row_verdict_html(row)}</td>"
                 )
                 if str(row["note"]):
                     notes.append((protocol, str(row["note"])))
@@ -336,8 +359,10 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
     body = (
         _protocols(protocols)
         + "<p>Difference = accuracy of experiment a minus accuracy of b, paired by seed, with its "
-        f"{level} interval and the p-value of the test named in <code>claims.csv</code>; the "
-        "verdict rules are those of <code>claims.md</code>.</p>\n"
+        f"{level} interval (and, where our interval excludes it, where the paper's difference lies) and the "
+        "p-value of the claim's own test named in <code>claims.csv</code> (one-sided, equivalence or "
+        "non-superiority); the verdict rules are those of <code>claims.md</code>. Where a confirmatory sample "
+        "decided a row differently from the pilot, the pilot's verdict is given below.</p>\n"
         + f"<p>Verdicts:</p>\n<ul>\n{''.join(counts)}\n</ul>\n"
         + f'<table>\n<thead><tr><th rowspan="2">claim</th><th rowspan="2">dataset</th>'
         f'<th rowspan="2">paper diff</th>{head}<th rowspan="2">note</th></tr><tr>{sub}</tr></thead>\n'

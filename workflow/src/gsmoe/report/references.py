@@ -15,7 +15,7 @@ import pandas as pd
 
 from gsmoe.protocols import COMPARED_COLUMNS
 from gsmoe.report.stats import summary_stats
-from gsmoe.report.verdicts import checked_runs, seed_values
+from gsmoe.report.seed_runs import checked_runs, seed_values
 
 __all__ = ["REFERENCE_COLUMNS", "check_references"]
 

@@ -5,56 +5,61 @@ each reads (:data:`gsmoe.protocols.COMPARED_COLUMNS`): ``paper`` -> ``paper_last
 authors' evaluation), ``standard`` -> ``standard_test`` (test accuracy at the best
 validation accuracy).
 
-Statistics of one row (dataset x protocol), difference ``a - b`` of accuracies
-(:func:`gsmoe.report.stats.compare_seeds`):
+**Sample.**  The verdicts are computed on one sample of seeds
+(:func:`gsmoe.report.design.design_seed_sets`, docs/claims_design.md): the confirmatory
+seeds ``config["claims_design"]["confirmatory_seeds"]`` when there are any, else every seed
+of ``config["seeds"]`` (the pilot).  Runs of other seeds are not used.  Pilot and
+confirmatory runs are never pooled: with a confirmatory sample, the pilot's own verdicts
+are computed separately and given beside (``pilot_verdict``, ``pilot_verdict_holm``),
+so that a reader sees where the confirmatory run changed them.
 
-* **Paired** (the default): seeds present for both experiments are matched and
-  :func:`gsmoe.report.stats.paired_difference` gives the mean difference, its Student-t
-  interval at level ``1 - alpha`` and a two-sided sign-flip permutation p-value (exact up
-  to 16 pairs).  Seeds run for only one of the two are left out and listed in ``note``.
-* **Welch** when the two experiments share no seed: :func:`gsmoe.report.stats.welch`
-  p-value, interval ``d ± t_{1-alpha/2, df} · sqrt(s_a²/n_a + s_b²/n_b)``.
-* ``paper_diff`` is ``paper[a][dataset] - paper[b][dataset]`` from
-  ``config["experiments"][<e>]["paper"]`` (NaN where the paper gives no value).
+**Tests** (:mod:`gsmoe.report.hypothesis`), on the paired differences ``d = a - b`` of
+the seeds both experiments ran in the sample (unmatched seeds are left out and listed in
+``note``; all tests are paired):
 
-Verdict rules (``alpha = config["claims_alpha"]``; *significant* means ``p < alpha``; the
-direction is the sign of the mean difference):
+=============  ======================================  ==============  ====================================
+expect         ``p_value`` (supports the claim)         ``verdict``     ``p_contrary`` (against it)
+=============  ======================================  ==============  ====================================
+greater, less  one-sided sign-flip, claimed direction  holds /         one-sided sign-flip, the opposite
+                                                       does not hold /  direction
+                                                       inconclusive
+equal          TOST against ``±claims_design.margin``  equivalent /    two-sided sign-flip of ``d = 0``
+               (the larger of the two one-sided t p)   different /
+                                                       undecided
+not_greater    one-sided t of H0 ``mean >= margin``    not superior /  one-sided sign-flip of ``a > b``
+               (non-superiority)                       superior /
+                                                       undecided
+=============  ======================================  ==============  ====================================
 
-=============  =====================================  ===========================================
-expect         holds                                  does not hold
-=============  =====================================  ===========================================
-greater        significant and ``a > b``              significant and ``a < b``
-less           significant and ``a < b``              significant and ``a > b``
-equal          not significant                        significant (either direction)
-not_greater    not significant, or significant        significant and ``a > b``
-               and ``a < b``
-=============  =====================================  ===========================================
+The verdict is the first that applies: ``p_value < alpha`` gives the first verdict of the
+row, else ``p_contrary < alpha`` the second, else the third (``alpha = claims_alpha``;
+the rules and the notes of a difference smaller than the margin:
+:mod:`gsmoe.report.hypothesis`).  A test that cannot reject (fewer than 2 pairs, zero
+spread, too few pairs for the sign-flip test to reach alpha) lands in the third verdict.
+``not run``: ``a`` or ``b`` has no run on the dataset in the sample.
 
-Everything else is ``inconclusive`` (for greater/less: not significant).  Before that,
-a row is
+**The paper's difference** ``paper_diff = paper[a] - paper[b]`` (``config["experiments"]``)
+against our two-sided ``1 - alpha`` t-interval ``[ci_low, ci_high]`` of ``d``:
+``paper_position`` (inside / above / below / unknown) and ``paper_check`` ("the paper's
++0.060 is excluded: at most +0.031"), so that a claim can hold and still be overstated.
 
-* ``not run`` when ``a`` or ``b`` has no run on that dataset in ``runs.csv`` (e.g. the
-  smoke config runs only Cora and ENZYMES);
-* ``inconclusive`` when there are fewer than 2 pairs (paired) or fewer than 2 runs on a
-  side (Welch), or when the test *cannot* reach ``alpha`` at all: the exact sign-flip
-  test's smallest two-sided p is ``2 / 2^n`` (0.5 for 2 pairs, 0.0625 for 5), and without
-  this guard ``equal`` and ``not_greater`` would "hold" merely because too few seeds ran.
+**Power** at the sample's ``n`` pairs (:func:`gsmoe.report.design.row_power`, power
+``claims_design.power``): ``mde`` is the smallest true difference the one-sided test
+detects (directional rows), or the smallest margin that equivalence or non-superiority can
+be shown within at a true difference of 0; ``power`` the power at ``n`` for the row's
+target (the paper's difference, or the margin); ``seeds_needed`` the pairs that give it
+the requested power (empty beyond ``claims_design.max_confirmatory_seeds`` or without a
+target).
 
-"equal holds" therefore means "no significant difference was found", not "shown to be
-equal"; the interval column says how large a difference is still compatible with the
-runs.  The verdict uses the p-value (not the t-interval), so near the boundary the
-interval may just include or exclude 0 while the permutation test says the opposite.
-As an extra, ``p_holm`` / ``verdict_holm`` apply Holm's step-down adjustment over the rows
-of one protocol that reach a verdict from a p-value (each protocol is a separate family);
-the main verdict is unadjusted.  Holm guards greater/less/does-not-hold verdicts against
-chance findings; for ``equal`` / ``not_greater`` a larger p makes "holds" *easier*, so
-read ``verdict_holm`` of those rows as the lenient reading, not the safe one.
+**Holm.**  ``p_holm`` / ``p_contrary_holm``: Holm's step-down adjustment over the rows of
+one protocol (each protocol a family, each of the two p-values of a row its own family);
+``verdict_holm`` applies the rules to the adjusted p-values.  The main verdict is unadjusted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -62,28 +67,36 @@ import pandas as pd
 
 from gsmoe.config.claims import parse_claims
 from gsmoe.protocols import COMPARED_COLUMNS
-from gsmoe.report.stats import compare_seeds, holm
+from gsmoe.report.design import design_seed_sets, row_power
+from gsmoe.report.hypothesis import (
+    check_paper_difference,
+    directional_test,
+    directional_verdict,
+    equivalence_test,
+    equivalence_verdict,
+    non_superiority_test,
+    non_superiority_verdict,
+)
+from gsmoe.report.seed_runs import checked_runs, paired_differences, paper_value, seed_values
+from gsmoe.report.stats import holm
 
 __all__ = [
     "CLAIM_COLUMNS",
+    "CONFIRMATORY",
     "EXPECTATIONS",
-    "FAILS",
-    "HOLDS",
-    "INCONCLUSIVE",
     "NOT_RUN",
-    "checked_runs",
+    "PILOT",
     "decide",
     "evaluate_claims",
-    "seed_values",
+    "paired_tests",
 ]
 
 #: The expectations :func:`decide` knows (the schema's ``claim_expectation`` enum).
 EXPECTATIONS: tuple[str, ...] = ("greater", "less", "equal", "not_greater")
 
-HOLDS = "holds"
-FAILS = "does not hold"
-INCONCLUSIVE = "inconclusive"
 NOT_RUN = "not run"
+PILOT = "pilot"
+CONFIRMATORY = "confirmatory"
 
 #: Columns of ``claims.csv``, in order.
 CLAIM_COLUMNS: list[str] = [
@@ -97,6 +110,7 @@ CLAIM_COLUMNS: list[str] = [
     "dataset",
     "protocol",
     "metric",
+    "sample",
     "paper_a",
     "paper_b",
     "paper_diff",
@@ -106,93 +120,114 @@ CLAIM_COLUMNS: list[str] = [
     "ci_low",
     "ci_high",
     "confidence",
-    "p_value",
-    "p_holm",
+    "paper_position",
+    "paper_check",
     "test",
-    "paired",
+    "p_value",
+    "p_contrary",
+    "p_holm",
+    "p_contrary_holm",
     "n",
     "n_a",
     "n_b",
+    "mde",
+    "power",
+    "seeds_needed",
     "verdict",
     "verdict_holm",
+    "pilot_verdict",
+    "pilot_verdict_holm",
     "note",
 ]
 
-_RUN_KEY = ["dataset", "experiment", "seed"]
 
+def decide(expect: str, p_value: float, p_contrary: float, alpha: float) -> tuple[str, str]:
+    """``(verdict, note)`` of one row from its two p-values (the table in the module docstring).
 
-def decide(expect: str, diff: float, p_value: float, alpha: float) -> str:
-    """Verdict for one tested row (the table in the module docstring).
-
-    ``diff`` is the mean of ``a - b``; ``p_value`` the two-sided p of "no difference".
-    A NaN p gives ``inconclusive``.
+    The p-values may be Holm-adjusted; a NaN p never rejects.
     """
-    if expect not in EXPECTATIONS:
-        raise ValueError(f"decide: expect must be one of {list(EXPECTATIONS)}, got {expect!r}")
-    if not math.isfinite(p_value) or not math.isfinite(diff):
-        return INCONCLUSIVE
-    significant = p_value < alpha
-    up = significant and diff > 0
-    down = significant and diff < 0
-    if expect == "greater":
-        return HOLDS if up else FAILS if down else INCONCLUSIVE
-    if expect == "less":
-        return HOLDS if down else FAILS if up else INCONCLUSIVE
+    if expect in ("greater", "less"):
+        return directional_verdict(p_value, p_contrary, alpha), ""
     if expect == "equal":
-        return FAILS if significant else HOLDS
-    # not_greater
-    return FAILS if up else HOLDS
+        return equivalence_verdict(p_value, p_contrary, alpha)
+    if expect == "not_greater":
+        return non_superiority_verdict(p_value, p_contrary, alpha)
+    raise ValueError(f"decide: expect must be one of {list(EXPECTATIONS)}, got {expect!r}")
 
 
-def checked_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with its key columns typed; ``ValueError`` for a missing column or a run twice."""
-    missing = [c for c in _RUN_KEY + list(COMPARED_COLUMNS.values()) if c not in runs.columns]
-    if missing:
-        raise ValueError(f"runs table lacks column(s) {missing}")
-    runs = runs.copy()
-    runs["dataset"] = runs["dataset"].astype(str)
-    runs["experiment"] = runs["experiment"].astype(str)
-    runs["seed"] = runs["seed"].astype("int64")
-    dup = runs[runs.duplicated(_RUN_KEY, keep=False)]
-    if not dup.empty:
-        first = dup.iloc[0]
-        raise ValueError(f"run {first['dataset']}/{first['experiment']}/seed{first['seed']} appears more than once")
-    return runs
+def paired_tests(d: np.ndarray, expect: str, alpha: float, margin: float) -> dict[str, Any]:
+    """``test``, ``p_value``, ``p_contrary`` and ``reason`` of the row's test on ``d = a - b``.
 
-
-def seed_values(runs: pd.DataFrame, dataset: str, experiment: str, metric: str) -> dict[int, float]:
-    """``{seed: value}`` of one experiment on one dataset (``runs`` from :func:`checked_runs`)."""
-    sel = runs[(runs["dataset"] == dataset) & (runs["experiment"] == experiment)]
-    values = {int(s): float(v) for s, v in zip(sel["seed"], sel[metric])}
-    bad = [s for s, v in values.items() if not math.isfinite(v)]
-    if bad:
-        raise ValueError(f"{dataset}/{experiment}: {metric} is not finite for seed(s) {sorted(bad)}")
-    return values
-
-
-def _paper_value(config: Mapping[str, Any], experiment: str, dataset: str) -> float:
-    value = config["experiments"][experiment]["paper"].get(dataset)  # absent: the paper gives none
-    return float(value) if value is not None else math.nan
-
-
-def evaluate_claims(runs: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per claim x dataset x protocol with the columns :data:`CLAIM_COLUMNS`.
-
-    Args:
-        runs: ``runs.csv`` as a frame (at least dataset, experiment, seed, paper_last,
-            standard_test).
-        config: the validated workflow config (at least ``claims``, ``claims_alpha``,
-            ``experiments``, ``datasets``).
+    ``reason`` says why there is no p-value ('' when there is one); ``d`` may be empty.
     """
-    runs = checked_runs(runs)
-    alpha = config["claims_alpha"]
+    if d.size == 0:
+        return {"test": "", "p_value": math.nan, "p_contrary": math.nan, "reason": "no seed in common"}
+    if expect in ("greater", "less"):
+        r = directional_test(d, expect, alpha)
+        return {"test": r.test, "p_value": r.p_value, "p_contrary": r.p_opposite, "reason": r.reason}
+    if expect == "equal":
+        e = equivalence_test(d, margin, alpha)
+        test = f"TOST, paired t against ±{margin:g}; against: two-sided sign-flip of 0"
+        return {"test": test, "p_value": e.p_tost, "p_contrary": e.p_difference, "reason": e.reason}
+    if expect == "not_greater":
+        s = non_superiority_test(d, margin, alpha)
+        test = f"non-superiority, paired t against +{margin:g}; against: one-sided sign-flip of a > b"
+        return {"test": test, "p_value": s.p_value, "p_contrary": s.p_superior, "reason": s.reason}
+    raise ValueError(f"expect must be one of {list(EXPECTATIONS)}, got {expect!r}")
+
+
+def _unmatched_note(va: Mapping[int, float], vb: Mapping[int, float]) -> str:
+    only_a, only_b = sorted(set(va) - set(vb)), sorted(set(vb) - set(va))
+    if not (only_a or only_b):
+        return ""
+    common = len(set(va) & set(vb))
+    return f"paired on {common} common seeds; unmatched seeds a: {only_a}, b: {only_b}"
+
+
+def _tested_row(
+    va: Mapping[int, float], vb: Mapping[int, float], expect: str, paper_diff: float, config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The statistics, power and verdict columns of one row whose two experiments both ran."""
+    alpha = float(config["claims_alpha"])
+    design = config["claims_design"]
+    margin = float(design["margin"])
+    d = paired_differences(va, vb)
+    tested = paired_tests(d, expect, alpha, margin)
+    verdict, verdict_note = decide(expect, tested["p_value"], tested["p_contrary"], alpha)
+    power = row_power(
+        d, expect, paper_diff, margin, alpha, float(design["power"]), int(design["max_confirmatory_seeds"])
+    )
+    check = check_paper_difference(d, paper_diff, alpha) if d.size else None
+    notes = [tested["reason"], verdict_note, _unmatched_note(va, vb)]
+    if not tested["reason"] and not math.isfinite(power.power):
+        notes.append(power.note)  # no target: why there is no "seeds needed"
+    return {
+        "diff": float(d.mean()) if d.size else math.nan,
+        "ci_low": check.ci_low if check else math.nan,
+        "ci_high": check.ci_high if check else math.nan,
+        "paper_position": check.position if check else "unknown",
+        "paper_check": check.text() if check else "",
+        "test": tested["test"],
+        "p_value": tested["p_value"],
+        "p_contrary": tested["p_contrary"],
+        "n": int(d.size),
+        "mde": power.mde,
+        "power": power.power,
+        "seeds_needed": power.pairs_needed,
+        "verdict": verdict,
+        "note": "; ".join(n for n in notes if n),
+    }
+
+
+def _evaluate_sample(runs: pd.DataFrame, config: Mapping[str, Any], sample: str) -> pd.DataFrame:
+    """One row per claim x dataset x protocol on ``runs`` (already restricted to the sample's seeds)."""
+    alpha = float(config["claims_alpha"])
     configured = list(config["datasets"])
     rows: list[dict[str, Any]] = []
-    testable: list[bool] = []  # a verdict was reached from a p-value (Holm may change it)
     for claim in parse_claims(config):
         for dataset in claim.datasets_for(configured):
             expect = claim.expectation(dataset)
-            paper_a, paper_b = _paper_value(config, claim.a, dataset), _paper_value(config, claim.b, dataset)
+            paper_a, paper_b = paper_value(config, claim.a, dataset), paper_value(config, claim.b, dataset)
             for protocol, metric in COMPARED_COLUMNS.items():
                 va = seed_values(runs, dataset, claim.a, metric)
                 vb = seed_values(runs, dataset, claim.b, metric)
@@ -207,57 +242,65 @@ def evaluate_claims(runs: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFra
                     "dataset": dataset,
                     "protocol": protocol,
                     "metric": metric,
+                    "sample": sample,
                     "paper_a": paper_a,
                     "paper_b": paper_b,
                     "paper_diff": paper_a - paper_b,
                     "mean_a": float(np.mean(list(va.values()))) if va else math.nan,
                     "mean_b": float(np.mean(list(vb.values()))) if vb else math.nan,
                     "confidence": 1.0 - alpha,
+                    "n": 0,
                     "n_a": len(va),
                     "n_b": len(vb),
+                    "paper_position": "unknown",
+                    "paper_check": "",
                     "test": "",
-                    "paired": False,
-                    "note": "",
                 }
-                if not va or not vb:
+                if va and vb:
+                    row.update(_tested_row(va, vb, expect, paper_a - paper_b, config))
+                else:
                     absent = [e for e, v in ((claim.a, va), (claim.b, vb)) if not v]
-                    row.update(verdict=NOT_RUN, note=f"no runs of {' and '.join(absent)} on {dataset}")
-                    rows.append(row)
-                    testable.append(False)
-                    continue
-                d = compare_seeds(va, vb, alpha)
-                row.update(
-                    diff=d.diff,
-                    ci_low=d.ci_low,
-                    ci_high=d.ci_high,
-                    p_value=d.p_value,
-                    test=d.test,
-                    paired=d.paired,
-                    n=d.n if d.paired else math.nan,
-                    verdict=INCONCLUSIVE if d.reason else decide(expect, d.diff, d.p_value, alpha),
-                    note="; ".join([*([d.reason] if d.reason else []), *d.notes]),
-                )
+                    row.update(verdict=NOT_RUN, note=f"no runs of {' and '.join(absent)} on {dataset} ({sample} seeds)")
                 rows.append(row)
-                testable.append(not d.reason)
     frame = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    frame = frame.astype({"paired": bool, "note": str, "test": str, "verdict": str})
-    _add_holm(frame, alpha, testable)
+    frame["seeds_needed"] = frame["seeds_needed"].astype("Int64")
+    frame = frame.astype({"note": str, "test": str, "verdict": str, "paper_check": str, "paper_position": str})
+    _add_holm(frame, alpha)
     return frame
 
 
-def _add_holm(frame: pd.DataFrame, alpha: float, testable: Sequence[bool]) -> None:
-    """Fill ``p_holm`` / ``verdict_holm`` in place: one Holm family per protocol.
-
-    Rows that are not ``testable`` (not run, too few seeds, undefined p) keep their verdict.
-    """
+def _add_holm(frame: pd.DataFrame, alpha: float) -> None:
+    """Fill ``p_holm``, ``p_contrary_holm``, ``verdict_holm`` in place: one Holm family per protocol and p."""
     frame["p_holm"] = math.nan
-    frame["verdict_holm"] = frame["verdict"]
-    # Only rows that can reach a verdict form the family (a test that cannot reject adds nothing).
-    p = frame["p_value"].where(pd.Series(list(testable), index=frame.index, dtype=bool))
+    frame["p_contrary_holm"] = math.nan
     for _, idx in frame.groupby("protocol", sort=False).groups.items():
-        frame.loc[idx, "p_holm"] = holm(p.loc[idx].to_numpy(dtype=float))
-    for i, ok in zip(frame.index, testable):
-        if ok and math.isfinite(frame.at[i, "p_holm"]):
-            frame.at[i, "verdict_holm"] = decide(
-                frame.at[i, "expect"], frame.at[i, "diff"], frame.at[i, "p_holm"], alpha
-            )
+        frame.loc[idx, "p_holm"] = holm(frame.loc[idx, "p_value"].to_numpy(dtype=float))
+        frame.loc[idx, "p_contrary_holm"] = holm(frame.loc[idx, "p_contrary"].to_numpy(dtype=float))
+    frame["verdict_holm"] = [
+        verdict
+        if verdict == NOT_RUN
+        else decide(expect, p, p_contrary, alpha)[0]
+        for verdict, expect, p, p_contrary in zip(
+            frame["verdict"], frame["expect"], frame["p_holm"], frame["p_contrary_holm"], strict=True
+        )
+    ]
+
+
+def evaluate_claims(runs: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per claim x dataset x protocol with the columns :data:`CLAIM_COLUMNS`.
+
+    Args:
+        runs: ``runs.csv`` as a frame (at least dataset, experiment, seed, paper_last,
+            standard_test).
+        config: the validated workflow config (at least ``claims``, ``claims_alpha``,
+            ``claims_design``, ``seeds``, ``experiments``, ``datasets``).
+    """
+    runs = checked_runs(runs)
+    pilot_seeds, confirmatory_seeds = design_seed_sets(config)
+    pilot = _evaluate_sample(runs[runs["seed"].isin(pilot_seeds)], config, PILOT)
+    if not confirmatory_seeds:
+        return pilot
+    confirmatory = _evaluate_sample(runs[runs["seed"].isin(confirmatory_seeds)], config, CONFIRMATORY)
+    confirmatory["pilot_verdict"] = pilot["verdict"].to_numpy()
+    confirmatory["pilot_verdict_holm"] = pilot["verdict_holm"].to_numpy()
+    return confirmatory
