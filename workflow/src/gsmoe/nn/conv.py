@@ -243,9 +243,10 @@ class SAGEMoEConv(MessagePassing):
             # the mixed message is a per-node quantity, gathered per edge by propagate.
             if sparse:
                 experts_out = self._top_k_experts(self.message_experts, x, gate, index, batch)
+                mixed = mix(experts_out, weight, self.message_activation)
             else:
-                experts_out = self.message_experts.dense(x)
-            return mean_of_senders(mix(experts_out, weight, self.message_activation)), gate.aux_loss
+                mixed = self.message_experts.dense_mix(x, weight, self.message_activation)
+            return mean_of_senders(mixed), gate.aux_loss
         if sparse:
             # Node routing by the receiver: each edge row x_u goes through v's k experts
             # (sparse features are gathered from their dense copy, one row per edge).
@@ -296,9 +297,8 @@ class SAGEMoEConv(MessagePassing):
         weight, index = self._per_node(gate, batch, x.size(0))
         if self.gate == "noisy_topk":
             experts_out = self._top_k_experts(self.update_experts, x_cat, gate, index, batch)
-        else:
-            experts_out = self.update_experts.dense(x_cat)
-        return mix(experts_out, weight, self.update_activation), gate.aux_loss
+            return mix(experts_out, weight, self.update_activation), gate.aux_loss
+        return self.update_experts.dense_mix(x_cat, weight, self.update_activation), gate.aux_loss
 
     def _route(
         self,
