@@ -62,7 +62,8 @@ def test_mean_adjacency_cut_equals_the_one_built_from_the_batch(dtype: torch.dty
     for graph in graphs:
         graph.x = graph.x.to(dtype)
     batcher = GraphBatcher(graphs)
-    assert_same_adjacency(mean_adjacency(batcher.full.edge_index, batcher.full.num_nodes, dtype), batcher.full.mean_adjacency)
+    full = batcher.full
+    assert_same_adjacency(mean_adjacency(full.edge_index, full.num_nodes, dtype), full.mean_adjacency)
     for index in ([0], [3], [5, 2, 3, 39], list(range(40)), [7, 7, 1], list(range(39, -1, -1))):
         batch = batcher(torch.tensor(index))
         expected = mean_adjacency(batch.edge_index, batch.num_nodes, dtype)
