@@ -8,6 +8,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from gsmoe.batching import GraphBatcher, ShuffledBatches
+from gsmoe.nn.inputs import SparseFeatures, mean_adjacency
 
 KEYS = ("x", "edge_index", "edge_attr", "y", "roles", "batch", "ptr")
 
@@ -45,6 +46,28 @@ def test_any_subset_collates_as_from_data_list() -> None:
     for index in ([0], [3], [5, 2, 3, 39], list(range(40)), [7, 7, 1]):
         expected = Batch.from_data_list([graphs[i] for i in index])
         assert_same_batch(expected, batcher(torch.tensor(index)))
+
+
+def assert_same_adjacency(expected: SparseFeatures, actual: SparseFeatures) -> None:
+    for want, got in ((expected.csr, actual.csr), (expected.csr_t, actual.csr_t)):
+        assert got.shape == want.shape
+        for part in ("crow_indices", "col_indices", "values"):
+            a, b = getattr(got, part)(), getattr(want, part)()
+            assert a.dtype == b.dtype and torch.equal(a, b), part
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mean_adjacency_cut_equals_the_one_built_from_the_batch(dtype: torch.dtype) -> None:
+    graphs = small_graphs()
+    for graph in graphs:
+        graph.x = graph.x.to(dtype)
+    batcher = GraphBatcher(graphs)
+    full = batcher.full
+    assert_same_adjacency(mean_adjacency(full.edge_index, full.num_nodes, dtype), full.mean_adjacency)
+    for index in ([0], [3], [5, 2, 3, 39], list(range(40)), [7, 7, 1], list(range(39, -1, -1))):
+        batch = batcher(torch.tensor(index))
+        expected = mean_adjacency(batch.edge_index, batch.num_nodes, dtype)
+        assert_same_adjacency(expected, batch.mean_adjacency)
 
 
 def test_shuffled_batches_follow_pyg_loader_over_epochs() -> None:

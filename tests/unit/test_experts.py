@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gsmoe.nn import ExpertLinear
-from gsmoe.nn.experts import mix, size_classes
+from gsmoe.nn.experts import _gate_gradient, mix, size_classes
+from gsmoe.nn.inputs import Parts, SparseFeatures, as_parts
 
 
 def _loop_dense(experts: ExpertLinear, x: torch.Tensor) -> torch.Tensor:
@@ -138,3 +139,50 @@ def test_mix(activation: str) -> None:
 def test_bad_num_experts() -> None:
     with pytest.raises(ValueError, match="num_experts must be >= 1"):
         ExpertLinear(3, 2, num_experts=0)
+
+
+def _plain_dense_mix(experts: ExpertLinear, x: Parts, weights: torch.Tensor, activation: str) -> torch.Tensor:
+    return mix(experts.dense(x), weights, activation)
+
+
+@pytest.mark.parametrize("num_experts", [1, 4, 16, 24])
+@pytest.mark.parametrize("activation", ["inside", "outside"])
+@pytest.mark.parametrize("layout", ["one part", "two parts", "sparse and dense"])
+def test_dense_mix_equals_dense_then_mix_bit_for_bit(num_experts: int, activation: str, layout: str) -> None:
+    """The fused node runs the same operations as the plain path: equal outputs and
+    gradients (to the input parts, the weight, the bias and the gate), not just close."""
+    generator = torch.Generator().manual_seed(num_experts)
+    experts = ExpertLinear(13, 6, num_experts=num_experts)
+    h = torch.randn(37, 8, generator=generator).requires_grad_()
+    agg = torch.randn(37, 5, generator=generator).requires_grad_()
+    raw = torch.randn(37, 8, generator=generator) * (torch.rand(37, 8, generator=generator) < 0.2)
+    x = {"one part": torch.cat([h, agg], 1).detach().requires_grad_(), "two parts": (h, agg),
+         "sparse and dense": (SparseFeatures(raw), agg)}[layout]  # fmt: skip
+    logits = torch.randn(37, num_experts, generator=generator).requires_grad_()
+    weights = torch.softmax(logits, -1)
+    probe = torch.randn(37, 6, generator=generator)
+    inputs = [t for t in as_parts(x) if isinstance(t, torch.Tensor)] + [experts.weight, experts.bias, logits]
+    results = []
+    for run in (experts.dense_mix, lambda *a: _plain_dense_mix(experts, *a)):
+        out = run(x, weights, activation)
+        results.append((out, torch.autograd.grad((out * probe).sum(), inputs, retain_graph=True)))
+    (fused, fused_grads), (plain, plain_grads) = results
+    assert torch.equal(fused, plain)
+    for got, want in zip(fused_grads, plain_grads, strict=True):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("num_experts", [4, 8, 12, 16, 128])
+def test_gate_gradient_cut_into_blocks_equals_one_batched_product(num_experts: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    terms = torch.randn(300, num_experts, 32, generator=generator)
+    grad = torch.randn(300, 32, generator=generator)
+    assert torch.equal(_gate_gradient(terms, grad), torch.bmm(terms, grad.unsqueeze(2)).squeeze(2))
+
+
+def test_dense_mix_checks_its_input() -> None:
+    experts = ExpertLinear(5, 3, num_experts=2)
+    with pytest.raises(ValueError, match="input has 4 columns, experts expect 5"):
+        experts.dense_mix(torch.randn(3, 4), torch.rand(3, 2), "inside")
+    with pytest.raises(ValueError, match="activation must be 'inside' or 'outside'"):
+        experts.dense_mix(torch.randn(3, 5), torch.rand(3, 2), "middle")

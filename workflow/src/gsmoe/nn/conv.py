@@ -215,9 +215,10 @@ class SAGEMoEConv(MessagePassing):
             # the mixed message is a per-node quantity, gathered per edge by propagate.
             if gate.sparse:
                 experts_out = self._top_k_experts(self.message_experts, gate, x, route, index, context.batch)
+                mixed = mix(experts_out, weight, self.message_activation)
             else:
-                experts_out = self.message_experts.dense(x)
-            return mean_of_senders(mix(experts_out, weight, self.message_activation)), route.aux_loss
+                mixed = self.message_experts.dense_mix(x, weight, self.message_activation)
+            return mean_of_senders(mixed), route.aux_loss
         if gate.sparse:
             # Node routing by the receiver: each edge row x_u goes through v's k experts
             # (sparse features are gathered from their dense copy, one row per edge).
@@ -263,9 +264,8 @@ class SAGEMoEConv(MessagePassing):
         weight, index = self._per_node(gate, route, context.batch, x.size(0))
         if gate.sparse:
             experts_out = self._top_k_experts(self.update_experts, gate, x_cat, route, index, context.batch)
-        else:
-            experts_out = self.update_experts.dense(x_cat)
-        return mix(experts_out, weight, self.update_activation), route.aux_loss
+            return mix(experts_out, weight, self.update_activation), route.aux_loss
+        return self.update_experts.dense_mix(x_cat, weight, self.update_activation), route.aux_loss
 
     def _route(
         self, stage: str, gate: Gate, h: Union[Tensor, SparseFeatures], agg: Optional[Tensor], context: GateContext

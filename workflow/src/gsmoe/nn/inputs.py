@@ -152,6 +152,8 @@ class SparseFeatures:
 def _int32_csr(csr: Tensor) -> Tensor:
     """The CSR tensor with 32-bit indices where they fit: MKL's product takes them as they
     are, while 64-bit indices are converted (copied) on every call."""
+    if csr.crow_indices().dtype == torch.int32 and csr.col_indices().dtype == torch.int32:
+        return csr
     if csr.values().numel() < 2**31 - 1 and max(csr.shape) < 2**31 - 1:
         csr = torch.sparse_csr_tensor(
             csr.crow_indices().int(),

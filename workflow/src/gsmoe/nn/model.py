@@ -99,7 +99,10 @@ class GraphSAGEMoE(nn.Module):
 
         aux_loss = x.new_zeros(())
         h: Union[Tensor, SparseFeatures] = self.first_layer_input(x)
-        adjacency = self.adjacency(edge_index, x.size(0), x.dtype)
+        # A batch of gsmoe.batching brings its adjacency, cut from the dataset's.
+        adjacency = getattr(data, "mean_adjacency", None)
+        if adjacency is None or adjacency.dtype != x.dtype:
+            adjacency = self.adjacency(edge_index, x.size(0), x.dtype)
         for conv in self.convs:
             x, aux = conv(h, edge_index, batch=batch, roles=roles, num_graphs=num_graphs, adjacency=adjacency)
             aux_loss = aux_loss + aux
