@@ -26,3 +26,5 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+    message:
+        "summary, tables, figures and claims"

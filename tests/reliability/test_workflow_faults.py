@@ -278,7 +278,10 @@ def test_sigkill_mid_training_then_rerun_incomplete_equals_uninterrupted(tmp_pat
 
     # Snakemake plans exactly the missing runs (and the aggregation)
     dry = ok(snakemake(killed, config, "tables", "-n"))
-    outputs = "\n".join(line for line in dry.splitlines() if line.strip().startswith("output:"))
+    # each planned job's missing outputs (its `message:` replaces Snakemake's `output:` line)
+    outputs = "\n".join(
+        line.split(";", 1)[0] for line in dry.splitlines() if line.startswith("Reason: Missing output files:")
+    )
     planned = {f"results/runs/{d}/{e}/seed{s}.json" for d, e, s in RUN_RE.findall(outputs)}
     assert planned == all_runs - on_disk
 

@@ -1,13 +1,14 @@
 """Checks of run_slurm_test.sh: did every job run in SLURM, and are the results a local run's?
 
-    python tests/slurm/check_run.py jobs SNAKEMAKE_LOG SLURM_WORKDIR SLURMCTLD_LOG
+    python tests/slurm/check_run.py jobs SNAKEMAKE_LOG SLURM_WORKDIR SLURMCTLD_LOG SNAKEFILE CONFIG
     python tests/slurm/check_run.py compare SLURM_WORKDIR LOCAL_WORKDIR
 
-``jobs`` reads Snakemake's console log of the SLURM run: every job printed as ``rule X:``
-(not ``localrule X:``) must have been submitted to SLURM (``Job N has been submitted with
+``jobs`` reads Snakemake's console log of the SLURM run: every job (``Job N: <its rule's
+message>``, each message names its job) whose rule is not a local rule of the workflow
+(SNAKEFILE with CONFIG) must have been submitted to SLURM (``Job N has been submitted with
 SLURM jobid M``), every submission must have its plugin log under .snakemake/slurm_logs/
-(the run keeps the logs of successful jobs) and must have ended with exit status 0 in the
-slurmctld log, and every job must have finished.
+(the run keeps the logs of successful jobs), with the job's message in it, and must have
+ended with exit status 0 in the slurmctld log, and every job must have finished.
 
 ``compare`` checks that the two working directories hold the same results: the same run
 records (every field except the volatile ones below, floats compared exactly: both runs
@@ -30,53 +31,63 @@ VOLATILE = {"wall_time_s", "environment"}
 # Result files compared byte for byte (relative to the working directory).
 EXACT_GLOBS = ["results/tables/*.tex", "results/summary.csv", "results/claims.csv"]
 
-RULE = re.compile(r"^\s*(local)?rule (\S+):$")
-JOBID = re.compile(r"^\s*jobid: (\d+)$")
-OUTPUT = re.compile(r"^\s*output: (.+)$")
+JOB = re.compile(r"^(\s*)Job (\d+): (.+)$")
 GROUP = re.compile(r"Group job (\S+) \(jobs in ")
 SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.+)\)\.$")
 FINISHED = re.compile(r"^Finished jobid: (\S+) \(Rule: (\S+)\)$")
 
 
 def _jobs_in_log(text: str) -> list[dict]:
-    """The job blocks of a Snakemake console log: rule, local?, jobid, output, group."""
+    """The jobs of a Snakemake console log: jobid, message, group, and the rule that its
+    "Finished jobid" line names (None for a job that did not finish)."""
     jobs: list[dict] = []
-    block: dict | None = None
     group = None
     for line in text.splitlines():
         if m := GROUP.search(line):
             group = m.group(1)
-        elif m := RULE.match(line):
-            block = {"local": bool(m.group(1)), "rule": m.group(2), "output": None, "group": None}
-            if group is not None and line.startswith(" "):
-                block["group"] = group
-            jobs.append(block)
-        elif block is not None and (m := OUTPUT.match(line)):
-            block["output"] = m.group(1).strip()
-        elif block is not None and (m := JOBID.match(line)):
-            block["jobid"] = m.group(1)
-        elif line and not line[0].isspace() and not line.startswith(("[", "Shell command")):
+        elif m := JOB.match(line):
+            jobs.append({"jobid": m.group(2), "message": m.group(3).strip(), "group": group if m.group(1) else None})
+        elif line and not line[0].isspace() and not line.startswith(("[", "Reason:")):
             group = None  # e.g. "Job ... has been submitted": the group's listing ended
-    return [job for job in jobs if "jobid" in job]
+    rules = {m.group(1): m.group(2) for m in map(FINISHED.match, text.splitlines()) if m}
+    for job in jobs:
+        job["rule"] = rules.get(job["jobid"])
+    return jobs
 
 
-def check_jobs(log_path: Path, workdir: Path, ctld_log: Path) -> list[str]:
-    """Every rule (not localrule) job of the run ran inside a SLURM job that exited 0."""
+def local_rules(snakefile: Path, configfile: Path, workdir: Path) -> set[str]:
+    """Rules whose jobs run on the submit host: ``localrule: True`` and rules without a
+    script (the targets), as Snakemake's ``Workflow.is_local`` decides for ungrouped rules."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(
+            ResourceSettings(), ConfigSettings(configfiles=[configfile]), snakefile=snakefile, workdir=workdir
+        )
+        workflow = workflow_api._workflow  # the loaded rules: Snakemake's API has no public accessor
+        return {rule.name for rule in workflow.rules if rule.name in workflow._localrules or rule.norun}
+
+
+def check_jobs(log_path: Path, workdir: Path, ctld_log: Path, local_rule_names: set[str]) -> list[str]:
+    """Every job of a rule that is not a local rule ran inside a SLURM job that exited 0."""
     problems: list[str] = []
     text = log_path.read_text()
     jobs = _jobs_in_log(text)
-    remote = {job["jobid"]: job for job in jobs if not job["local"]}
-    local = {job["jobid"]: job for job in jobs if job["local"]}
+    # a job that did not finish has no rule name here; it is reported below
+    remote = {job["jobid"]: job for job in jobs if job["rule"] is not None and job["rule"] not in local_rule_names}
+    local = {job["jobid"]: job for job in jobs if job["rule"] in local_rule_names}
+    unfinished = {job["jobid"]: job for job in jobs if job["rule"] is None}
     submitted: dict[str, list[tuple[str, Path]]] = defaultdict(list)
     for m in map(SUBMITTED.match, text.splitlines()):
         if m:
             submitted[m.group(1)].append((m.group(2), Path(m.group(3))))
-    finished = {m.group(1) for m in map(FINISHED.match, text.splitlines()) if m}
     if not remote:
         problems.append("the log shows no job that was meant for SLURM")
 
     # What each SLURM job that exited 0 ran, from its plugin log (Snakemake's own log of
-    # the job step): the outputs of the rules it executed.
+    # the job step): the messages of the jobs it executed.
     ctld = ctld_log.read_text()
     ran_in_slurm: set[str] = set()
     slurm_ids = [sid for subs in submitted.values() for sid, _ in subs]
@@ -88,17 +99,16 @@ def check_jobs(log_path: Path, workdir: Path, ctld_log: Path) -> list[str]:
         if not plugin_log.is_file():
             problems.append(f"SLURM job {sid} (job {key}): no plugin log {plugin_log}")
             continue
-        ran_in_slurm |= {job["output"] for job in _jobs_in_log(plugin_log.read_text()) if job["output"]}
+        ran_in_slurm |= {job["message"] for job in _jobs_in_log(plugin_log.read_text())}
     group_submissions = [key for key in submitted if key not in remote]
     for jobid, job in sorted(remote.items(), key=lambda item: int(item[0])):
-        name = f"job {jobid} (rule {job['rule']}, output {job['output']})"
+        name = f"job {jobid} (rule {job['rule']}: {job['message']})"
         if jobid not in submitted and not (job["group"] and group_submissions):
             problems.append(f"{name} was never submitted to SLURM")
-        elif job["output"] not in ran_in_slurm:
+        elif job["message"] not in ran_in_slurm:
             problems.append(f"{name} is in no log of a SLURM job that exited 0")
-    for job in sorted({**remote, **local}.values(), key=lambda job: int(job["jobid"])):
-        if job["jobid"] not in finished:
-            problems.append(f"job {job['jobid']} (rule {job['rule']}) did not finish")
+    for jobid, job in sorted(unfinished.items(), key=lambda item: int(item[0])):
+        problems.append(f"job {jobid} ({job['message']}) did not finish")
 
     retried = sum(len(subs) - 1 for subs in submitted.values())
     by_rule: dict[str, int] = defaultdict(int)
@@ -178,8 +188,9 @@ def compare(slurm: Path, local: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 4 and argv[0] == "jobs":
-        problems = check_jobs(Path(argv[1]), Path(argv[2]), Path(argv[3]))
+    if len(argv) == 6 and argv[0] == "jobs":
+        local = local_rules(Path(argv[4]), Path(argv[5]), Path(argv[2]))
+        problems = check_jobs(Path(argv[1]), Path(argv[2]), Path(argv[3]), local)
     elif len(argv) == 3 and argv[0] == "compare":
         problems = compare(Path(argv[1]), Path(argv[2]))
     else:

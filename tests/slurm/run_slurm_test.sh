@@ -306,7 +306,7 @@ SLURM_SECONDS=$((SECONDS - t0))
 log "SLURM run done in $SLURM_SECONDS s"
 
 "$PY" "$HERE/check_run.py" jobs "$STATE/log/snakemake-slurm.log" "$WORK_SLURM" \
-    "$STATE/log/slurmctld.log" || fail "not every job ran as a SLURM job"
+    "$STATE/log/slurmctld.log" "$SNAP/Snakefile" "$CONFIG" || fail "not every job ran as a SLURM job"
 "$PY" "$HERE/check_run.py" compare "$WORK_SLURM" "$WORK_LOCAL" \
     || fail "the SLURM run's results differ from the local run's"
 log "PASS: every job ran in SLURM and the results equal the local run's (SLURM run $SLURM_SECONDS s)"

@@ -57,11 +57,14 @@ def job_counts(out: str) -> dict[str, int]:
 
 
 def train_outputs(out: str) -> set[tuple[str, str, int]]:
-    """(dataset, experiment, seed) of every run record named in `output:` lines."""
+    """(dataset, experiment, seed) of every run record that a dry run in an empty folder
+    plans: the "Missing output files" of each job's reason (the rules' `message:` replaces
+    Snakemake's listing of a job's output; in an empty folder every output is missing)."""
     runs = set()
     for line in out.splitlines():
-        if line.strip().startswith("output:"):
-            runs |= {(d, e, int(s)) for d, e, s in RUN_RE.findall(line)}
+        if line.startswith("Reason: Missing output files:"):
+            missing = line.split(";", 1)[0]  # not "Input files updated by another job: ..."
+            runs |= {(d, e, int(s)) for d, e, s in RUN_RE.findall(missing)}
     return runs
 
 

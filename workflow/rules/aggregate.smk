@@ -20,6 +20,8 @@ rule aggregate:
         expected=RUNS,
         experiments=config["experiments"],
         allow_missing=False,
+    message:
+        f"aggregate {len(RUNS)} run records -> {{output.runs}}, {{output.summary}}"
     script:
         "../scripts/aggregate.py"
 
@@ -49,5 +51,7 @@ rule summary_html:
         labels=lambda wildcards: experiment_labels(),
         datasets=lambda wildcards: list(run_datasets(config)),
         protocols=lambda wildcards: protocols_text(),
+    message:
+        "summary as HTML for the report, both protocols -> {output}"
     script:
         "../scripts/summary_html.py"

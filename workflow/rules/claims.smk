@@ -31,6 +31,8 @@ rule claims:
         claims_design=config["claims_design"],
         seeds=config["seeds"],
         references=config["references"],
+    message:
+        "claims: the paper's claims, paired tests -> {output.md}, {output.csv}"
     script:
         "../scripts/claims.py"
 
@@ -58,5 +60,7 @@ rule claims_html:
         runtime=lambda wildcards, attempt: 10 * attempt,
     params:
         protocols=lambda wildcards: protocols_text(),
+    message:
+        "claims as HTML for the report, verdicts and intervals -> {output}"
     script:
         "../scripts/claims_html.py"

@@ -245,3 +245,19 @@ def train_runtime(seeds):
 def protocols_text():
     """{protocol: what it measures on the datasets that run}: captions and HTML pages."""
     return protocol_descriptions(run_datasets(config))
+
+
+def train_message(seeds):
+    """`message:` of a train job: what it trains, for how many epochs, and its log."""
+    if seeds is None:
+        which = "seed {wildcards.seed}"
+    elif seeds == list(range(seeds[0], seeds[-1] + 1)):
+        which = (
+            f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+        )
+    else:
+        which = "seeds " + ", ".join(str(s) for s in seeds)
+    return (
+        f"train {{wildcards.dataset}} {{wildcards.experiment}} {which}, "
+        "{params.runs[0][training][epochs]} epochs; log {log}"
+    )

@@ -15,5 +15,7 @@ rule download:
         runtime=lambda wildcards, attempt: 15 * attempt,
     params:
         spec=download_spec,
+    message:
+        "download {wildcards.source}/{wildcards.relpath} from {params.spec[url]}, checksum-verified"
     script:
         "../scripts/download.py"

@@ -37,6 +37,8 @@ rule figure:
             e: experiment_labels()[e]
             for e in config["figures"][wildcards.figure]["experiments"]
         },
+    message:
+        "figure {wildcards.figure}: {params.figure[metric]} curves on {params.figure[dataset]} -> {output.pdf}, {output.png}"
     script:
         "../scripts/figures.py"
 
@@ -46,3 +48,5 @@ rule figures:
     input:
         figure_paths(),
     localrule: True
+    message:
+        "every figure"

@@ -17,5 +17,7 @@ rule prepare:
         source=lambda wildcards: config["datasets"][wildcards.dataset]["source"],
         root=lambda wildcards: pyg_root(wildcards.dataset),
         verified_members=lambda wildcards: verified_members(config, wildcards.dataset),
+    message:
+        "prepare {wildcards.dataset}: raw files -> PyG dataset {output}"
     script:
         "../scripts/prepare.py"

@@ -20,5 +20,7 @@ rule roles:
         root=lambda wildcards: pyg_root(wildcards.dataset),
         n_roles=config["roles"]["n_roles"],
         seed=config["roles"]["seed"],
+    message:
+        "roles {wildcards.dataset}: GraphRole, {params.n_roles} roles per node, {threads} worker(s); log {log}"
     script:
         "../scripts/roles.py"

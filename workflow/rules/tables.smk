@@ -51,6 +51,8 @@ rule tables:
         table_metric=config["table_metric"],
         seeds=len(SEEDS),
         out_dir=lambda wildcards, output: str(Path(output.index).parent),
+    message:
+        "tables: LaTeX Tables (configured and standard protocol) and {output.markdown}"
     script:
         "../scripts/tables.py"
 
@@ -88,5 +90,7 @@ rule tables_html:
         protocols=lambda wildcards: protocols_text(),
         table_metric=config["table_metric"],
         seeds=len(SEEDS),
+    message:
+        f"{len(TABLES)} tables as HTML for the report, both protocols -> results/tables/*.html"
     script:
         "../scripts/tables_html.py"

@@ -26,6 +26,8 @@ for _name, _seeds in TRAIN_JOBS:
             runs=train_runs_param(_seeds),
             root=lambda wildcards: pyg_root(wildcards.dataset),
             device=config["device"],
+        message:
+            train_message(_seeds)
         script:
             "../scripts/train.py"
 
@@ -39,3 +41,5 @@ for _dataset in DATASETS:
         input:
             dataset_run_paths(_dataset),
         localrule: True
+        message:
+            f"every run on {_dataset}"

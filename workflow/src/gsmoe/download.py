@@ -120,8 +120,9 @@ def _copy_source(source: str, out: IO[bytes]) -> None:
 def _copy_url(url: str, out: IO[bytes]) -> None:
     """Download ``url`` with a progress line on stderr; a short transfer is an error."""
     hint = (
-        "; if this machine has no internet access, set `mirror:` in the config to a local "
-        "copy of the raw files (e.g. ../shared/datasets beside the checkout)"
+        ". No network here? Set `mirror:` in the config to a local copy of the raw files; "
+        "for the mirror at ../shared/datasets beside the checkout run "
+        "`snakemake --cores all --configfile config.yaml tests/workflow/mirror.yaml`"
     )
     try:
         with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as response:

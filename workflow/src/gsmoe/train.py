@@ -32,6 +32,7 @@ import torch
 from torch_geometric.data import Data
 
 from gsmoe import __version__
+from gsmoe.console import announce
 from gsmoe.datasets import load_dataset
 from gsmoe.io import write_json
 from gsmoe.modelspec import needs_roles
@@ -248,5 +249,14 @@ def train_and_save(
         _log(f"[{_run_name(cfg)}] training on {resolved_device} with {torch.get_num_threads()} thread(s)")
         record = train_run(cfg, dataset, device=resolved_device, progress=_log)
         write_json(out, record)
-        _log(f"[{_run_name(cfg)}] done: paper last {record['metrics']['paper']['last']:.4f}, "
-             f"standard test {record['metrics']['standard']['test']:.4f} in {record['wall_time_s']:.1f}s")
+        announce(_finished_line(record))
+
+
+def _finished_line(record: dict[str, Any]) -> str:
+    """One line per finished run, for the log and the terminal: both protocols and the time."""
+    paper, standard = record["metrics"]["paper"], record["metrics"]["standard"]
+    return (
+        f"[{_run_name(record['config'])}] done in {record['wall_time_s']:.1f}s: "
+        f"paper protocol {paper['last']:.4f} (last evaluation), "
+        f"standard protocol {standard['test']:.4f} (test at best validation)"
+    )
