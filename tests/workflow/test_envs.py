@@ -310,7 +310,13 @@ def test_env_pip_section_runs_its_rules(env_path: Path, smoke_jobs, tmp_path: Pa
     _, _, pip = env_parts(env_path)
     pinned = {canonicalize_name(PIP_PIN.match(d)["name"]): PIP_PIN.match(d)["version"] for d in pip}
     extra = {"graphrole": installed("graphrole")} if env_path.with_name(f"{env_path.stem}.post-deploy.sh").is_file() else {}
-    assert installed_in(python) == {**pinned, **extra}, "pip installed other packages than the env pins"
+    got, want = installed_in(python), {**pinned, **extra}
+    # e.g. an index that serves torch's CUDA build (PyPI on Linux) adds unpinned nvidia-* packages
+    assert got == want, (
+        f"{env_path.name}: pip installed other packages than the env pins: "
+        f"unpinned {sorted(set(got) - set(want))}, missing {sorted(set(want) - set(got))}, "
+        f"other versions {sorted((n, got[n], want[n]) for n in set(got) & set(want) if got[n] != want[n])}"
+    )
 
     for job in mine:
         outputs = [work / out for out in job["output"][0]]
