@@ -196,8 +196,11 @@ def script_envs() -> dict[str, Path]:
 
 
 def small_smoke_config(path: Path) -> Path:
-    """config_smoke.yaml with ENV_TEST_EXPERIMENTS only (tables, figures, claims cut to them)."""
-    cfg = yaml.safe_load(SMOKE.read_text())
+    """The smoke config (its overlay resolved) with ENV_TEST_EXPERIMENTS only (tables,
+    figures, claims cut to them), as a complete config."""
+    from gsmoe.overlay import resolve_base
+
+    cfg = resolve_base(yaml.safe_load(SMOKE.read_text()), REPO)
     keep = set(ENV_TEST_EXPERIMENTS)
     cfg["experiments"] = {name: exp for name, exp in cfg["experiments"].items() if name in keep}
     for table in cfg["tables"].values():

@@ -63,11 +63,8 @@ def test_one_seed_per_job_message_names_the_seed(tmp_path: Path) -> None:
 def test_unreachable_source_says_the_cause_and_shows_the_log(tmp_path: Path) -> None:
     """No network (here: a closed local port) and no mirror: the terminal shows the job,
     the cause with the `mirror:` fix, and the failed job's log, on every try."""
-    cfg = yaml.safe_load(SMOKE.read_text())
-    del cfg["mirror"]
-    cfg["sources"]["planetoid"]["url"] = "http://127.0.0.1:9/planetoid"
-    config = tmp_path / "offline.yaml"
-    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    config = tmp_path / "offline.yaml"  # config.yaml, without the mirror, one source unreachable
+    config.write_text(yaml.safe_dump({"base": "config.yaml", "sources": {"planetoid": {"url": "http://127.0.0.1:9/planetoid"}}}))
     out = snakemake(tmp_path / "work", "resources/raw/planetoid/ind.cora.x", "--configfile", str(config), expect_ok=False)
     url = "http://127.0.0.1:9/planetoid/ind.cora.x"
     tries = [m for m in JOB_RE.findall(out) if m[1] == f"download planetoid/ind.cora.x from {url}, checksum-verified"]
