@@ -32,9 +32,9 @@ run: install
 	$(BIN)/snakemake --cores $(CORES)
 
 # The whole workflow in a few minutes, from the local data mirror (../shared/datasets):
-# every experiment on Cora and ENZYMES, 2 seeds, 3 epochs (tests/workflow/config_smoke.yaml,
-# a complete config of its own), in its own folder, then its HTML report.  The report
-# command needs the same --configfile as the run.
+# config.yaml's grid on Cora and ENZYMES, 2 seeds, 3 epochs (tests/workflow/config_smoke.yaml,
+# an overlay of config.yaml), in its own folder, then its HTML report.  The report command
+# needs the same --directory and --configfile as the run.
 SMOKE_DIR ?= smoke
 SMOKE := --directory $(SMOKE_DIR) --configfile $(CURDIR)/tests/workflow/config_smoke.yaml
 smoke: install
