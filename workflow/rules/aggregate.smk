@@ -21,7 +21,7 @@ rule aggregate:
         runtime=lambda wildcards, attempt: 10 * attempt,
     params:
         expected=RUNS,
-        experiments=config["experiments"],
         allow_missing=False,
+        config=config,
     script:
         "../scripts/aggregate.py"
