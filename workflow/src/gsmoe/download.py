@@ -154,7 +154,7 @@ def _copy_url(url: str, out: IO[bytes], deadline_s: float) -> None:
         with urllib.request.urlopen(url, timeout=min(_HTTP_TIMEOUT_S, deadline_s)) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length is not None else None
-            received = _stream(url, response, out, total, started + deadline_s)
+            received = _stream(url, response, out, total, started, deadline_s)
     except urllib.error.HTTPError as err:
         raise DownloadError(f"downloading {url} failed: HTTP {err.code} {err.reason}{hint}") from err
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
@@ -166,35 +166,36 @@ def _copy_url(url: str, out: IO[bytes], deadline_s: float) -> None:
         )
 
 
-def _stream(url: str, response: http.client.HTTPResponse, out: IO[bytes], total: int | None, deadline: float) -> int:
-    """Copy a response body, printing progress at most once a second, until ``deadline``
-    (a ``time.monotonic()`` value).
+def _stream(
+    url: str, response: http.client.HTTPResponse, out: IO[bytes], total: int | None, started: float, deadline_s: float
+) -> int:
+    """Copy a response body, printing progress at most once a second; fail once
+    ``deadline_s`` have passed since ``started`` (a ``time.monotonic()`` value).
 
     ``read1`` returns whatever has arrived (``read(n)`` would wait for all ``n`` bytes,
     however slowly they come), so the deadline is checked after every piece.
     """
     received = 0
-    start = last = time.monotonic()
-    size = f"{total / 2**20:.2f} MiB" if total is not None else "? MiB"
+    last = time.monotonic()
+    size = f"{total} bytes" if total is not None else "? bytes"
     for chunk in iter(lambda: response.read1(_CHUNK), b""):
         out.write(chunk)
         received += len(chunk)
         now = time.monotonic()
-        if now >= deadline:
+        if now - started >= deadline_s:
             raise DownloadError(
-                f"downloading {url} did not finish within its deadline of {deadline - start:.0f} s "
-                f"({received} of {total if total is not None else '?'} bytes after {now - start:.0f} s): "
-                f"the server is too slow or stalled; rerun later or use another source{_NO_NETWORK_HINT}"
+                f"downloading {url} did not finish within its deadline of {deadline_s:g} s ({received} of "
+                f"{size} after {now - started:.1f} s): the server is too slow or stalled; nothing was kept. "
+                f"Rerun later, or use another source{_NO_NETWORK_HINT}"
             )
         if now - last >= 1.0:
             print(
-                f"fetch {url}: {received / 2**20:.2f} / {size} after {now - start:.0f} s "
-                f"(deadline {deadline - start:.0f} s)",
+                f"fetch {url}: {received} / {size} after {now - started:.0f} s (deadline {deadline_s:g} s)",
                 file=sys.stderr,
                 flush=True,
             )
             last = now
-    print(f"fetch {url}: done, {received} bytes in {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
+    print(f"fetch {url}: done, {received} bytes in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     return received
 
 
