@@ -108,7 +108,7 @@ def test_config_drift_names_file_and_keys_old_to_new(tmp_path: Path) -> None:
     for seed in (0, 1):
         assert f"runs/Cora/moe4/seed{seed}.json: config: training.epochs: 400 -> 500; training.lr: 0.01 -> 0.05" in message
     assert "baseline" not in message.split("Fix")[0]
-    assert "Fix (config): " in message and "delete these records and rerun snakemake" in message
+    assert "Fix (config): " in message and "delete these records and retrain them" in message
     assert not (tmp_path / "summary.csv").exists()
 
 
@@ -200,11 +200,11 @@ def test_fingerprint_file_changes_only_with_the_code(tmp_path: Path) -> None:
     (package / "train.py").write_text((package / "train.py").read_text() + "\n# an edit\n", encoding="utf-8")
     time.sleep(0.01)
     assert update_code_fingerprint_file(file, package) and file.stat().st_mtime_ns > stamp
-    # accept: the new hash, the old time (training jobs stay up to date)
+    # accept: the new hash, dated older than any record (training jobs stay up to date)
     (package / "nn" / "gates.py").write_text((package / "nn" / "gates.py").read_text() + "\n# cosmetic\n")
-    stamp = file.stat().st_mtime_ns
     assert update_code_fingerprint_file(file, package, accept=True)
-    assert file.stat().st_mtime_ns == stamp and file.read_text().strip() == code_fingerprint(package)["sha256"]
+    assert file.stat().st_mtime_ns == 0 and file.read_text().strip() == code_fingerprint(package)["sha256"]
+    assert not update_code_fingerprint_file(file, package) and file.stat().st_mtime_ns == 0
 
 
 # ---------------------------------------------------------------------- data: raw, prepared

@@ -82,6 +82,17 @@ def _set(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def _add_enzymes(**split: Any) -> Callable[[dict[str, Any]], None]:
+    """Add config.yaml's ENZYMES (a graph dataset, which has splits) with ``split``."""
+
+    def change(cfg: dict[str, Any]) -> None:
+        shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+        cfg["sources"]["tu"] = shipped["sources"]["tu"]
+        cfg["datasets"]["ENZYMES"] = {**shipped["datasets"]["ENZYMES"], "split": split}
+
+    return change
+
+
 BAD_CONFIGS = {
     "unknown-key": (
         _set("experiments", "moe4", "model", "topk", value=2),
@@ -112,6 +123,19 @@ BAD_CONFIGS = {
     "negative-epochs": (
         _set("experiments", "moe4", "training", value={"epochs": -3}),
         "config: experiments.moe4.training.epochs (-3) must be >= 1",
+    ),
+    # valid for the schema, meaningless as results (gsmoe.config.check_meaningful_values)
+    "eval-every-above-epochs": (
+        _set("experiments", "moe4", "training", value={"eval_every": 500}),
+        "config: experiments.moe4.training.eval_every (500) must be smaller than epochs (400): only epoch 0",
+    ),
+    "seed-beyond-numpy": (
+        _set("seeds", value=[0, 2**32]),
+        "config: seeds[1] (4294967296) is outside the range numpy's seed accepts (0 .. 4294967295)",
+    ),
+    "empty-test-split": (
+        _add_enzymes(standard=[0.8, 0.1999999, 1e-7]),
+        "config: datasets.ENZYMES.split.standard[2] (1e-07) leaves the test part empty",
     ),
 }
 

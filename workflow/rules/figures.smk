@@ -23,6 +23,7 @@ rule figure:
     params:
         figure=lambda wildcards: config["figures"][wildcards.figure],
         experiments=config["experiments"],
+        config=config,
     script:
         "../scripts/figures.py"
 

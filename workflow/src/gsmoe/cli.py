@@ -109,10 +109,10 @@ def _report(args: argparse.Namespace) -> None:
 def _accept_code(args: argparse.Namespace) -> None:
     from gsmoe.provenance import update_code_fingerprint_file
 
-    changed = update_code_fingerprint_file(args.file, accept=True)
+    update_code_fingerprint_file(args.file, accept=True)
     print(
-        f"{args.file}: {'the current code accepted' if changed else 'unchanged'}; training jobs are not "
-        "rerun for it. Aggregate the existing records with `verify_code: grid` (or report --verify-code grid).",
+        f"{args.file}: the current code is accepted, existing run records are not retrained for it. "
+        "Aggregate them with `verify_code: grid` in the config (or report --verify-code grid).",
         file=sys.stderr,
     )
 

@@ -41,6 +41,7 @@ __all__ = [
     "DamagedDatasetError",
     "check_prepared",
     "code_fingerprint",
+    "source_sha256",
     "environment",
     "manifest_path",
     "read_prepared_manifest",
@@ -85,24 +86,30 @@ def _git(package_dir: Path, *args: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def source_sha256(package_dir: str | os.PathLike[str] | None = None) -> str:
+    """SHA-256 over each source file's path relative to the package and its bytes (a
+    renamed, added or removed file changes it too); default: this package."""
+    root = Path(package_dir) if package_dir is not None else PACKAGE_DIR
+    digest = hashlib.sha256()
+    for path in _source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(sha256_file(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def code_fingerprint(package_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """``{sha256, files, git_commit, git_dirty}`` of the package at ``package_dir`` (default: this one).
 
-    ``sha256`` covers each source file's path relative to the package and its bytes, so a
-    renamed, added or removed file changes it too.  ``git_commit`` and ``git_dirty`` are
-    ``None`` outside a git checkout (a copied tree, an installed package).
+    ``sha256`` is :func:`source_sha256`.  ``git_commit`` and ``git_dirty`` are ``None``
+    outside a git checkout (a copied tree, an installed package).
     """
     root = Path(package_dir) if package_dir is not None else PACKAGE_DIR
-    digest = hashlib.sha256()
-    files = _source_files(root)
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(sha256_file(path).encode() + b"\n")
     commit = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain") if commit is not None else None
+    # --no-optional-locks: a status must not take the index lock from a git command of the user
+    status = _git(root, "--no-optional-locks", "status", "--porcelain") if commit is not None else None
     return {
-        "sha256": digest.hexdigest(),
-        "files": len(files),
+        "sha256": source_sha256(root),
+        "files": len(_source_files(root)),
         "git_commit": commit.strip() if commit is not None else None,
         "git_dirty": bool(status.strip()) if status is not None else None,
     }
@@ -116,24 +123,23 @@ def update_code_fingerprint_file(
 
     The file is an input of every training job (workflow/rules/train.smk): it is rewritten,
     and so becomes newer than the records, only when the package code changed, which makes
-    Snakemake retrain whatever its metadata says.  ``accept`` writes the new hash but keeps
-    the file's modification time: for a change known not to alter results, the existing
-    records stay up to date (docs/config.md, "Code changes").
+    Snakemake retrain whatever its metadata says.  ``accept`` (for a change known not to
+    alter results, docs/config.md "Code changes") writes the hash too, changed or not, but
+    dates the file 1970-01-01, older than any record: the existing records stay up to date
+    until the next code change rewrites it.
     """
     path = Path(path)
-    sha = code_fingerprint(package_dir)["sha256"]
+    sha = source_sha256(package_dir)
     try:
         old = path.read_text(encoding="utf-8").strip()
-        stat = path.stat()
     except FileNotFoundError:
-        old, stat = None, None
-    if old == sha:
-        return False
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write(sha + "\n")
-    if accept and stat is not None:
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    return True
+        old = None
+    if old != sha:
+        with atomic_open(path, "w", encoding="utf-8") as handle:
+            handle.write(sha + "\n")
+    if accept:
+        os.utime(path, (0, 0))
+    return old != sha
 
 
 def environment() -> dict[str, str]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gsmoe.config import ConfigError, raw_files, resolve_run, run_record_path
-from gsmoe.provenance import RECORD_SCHEMA_VERSION, code_fingerprint
+from gsmoe.provenance import RECORD_SCHEMA_VERSION, source_sha256
 
 __all__ = ["VERIFY_CODE_MODES", "RecordMismatchError", "config_differences", "verify_records"]
 
@@ -41,11 +41,13 @@ _MISSING = object()
 _FIXES = {
     "schema": "a record without provenance was written before run-record schema "
     f"{RECORD_SCHEMA_VERSION} (by an older gsmoe): its numbers cannot be traced to code and data; "
-    "delete it and retrain (snakemake retrains a missing record)",
-    "path": "a record at the path of another run: delete it (or move it to the path of its run) and retrain",
+    "delete it and retrain (`snakemake --forcerun aggregate <targets>` retrains missing records)",
+    "path": "a record at the path of another run: delete it (or move it to the path of its run) and "
+    "retrain (`snakemake --forcerun aggregate <targets>`)",
     "config": "trained under other settings than today's config (Snakemake was told to ignore the "
     "change, e.g. --rerun-triggers without params, or had no .snakemake/ metadata): delete these "
-    "records and rerun snakemake to retrain them, or restore the old values in the config",
+    "records and retrain them with `snakemake --forcerun aggregate <targets>` (without it Snakemake "
+    "may take tables made before the change as up to date), or restore the old values in the config",
     "code": "trained by other code than the current one: rerun snakemake, which retrains after a "
     "change of the package code; for a change known not to alter results (see docs/config.md, "
     "'Code changes'), keep the records and aggregate with `verify_code: grid` (config) or "
@@ -141,7 +143,7 @@ def verify_records(
     if verify_code not in VERIFY_CODE_MODES:
         raise ValueError(f"verify_code must be one of {VERIFY_CODE_MODES}, got {verify_code!r}")
     if verify_code == "current" and code_sha256 is None:
-        code_sha256 = code_fingerprint()["sha256"]
+        code_sha256 = source_sha256()
     problems: dict[str, list[tuple[str, str]]] = {}
     codes: dict[str, str] = {}
     for source, record in records:
