@@ -1,5 +1,4 @@
-"""Snakemake script of rule `figure`: run records, verified against the runs they stand for
-(gsmoe.report.verify, as the aggregate rule does) -> one figure (gsmoe.report.figures.write_figure)."""
+"""Snakemake script of rule `figure`: verified run records (gsmoe.report.verify) -> one figure (gsmoe.report.figures.write_figure)."""
 
 import sys
 from pathlib import Path

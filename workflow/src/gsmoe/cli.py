@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output JSON file")
     train.add_argument("--device", default=None, help="auto, cpu or cuda (default: the config's device)")
     train.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=None, help="override the number of epochs")
+    train.add_argument("--epochs", type=_positive_int, default=None, help="override the number of epochs (the record's config then differs from the config's run, "
+                       "and report refuses it: for trying things out)")
     train.set_defaults(func=_train)
 
     report = commands.add_parser(
