@@ -1,10 +1,13 @@
 """Shared pytest fixtures, and the CI guard for the data mirror."""
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import Response, http_server
 
 #: The local data mirror the end-to-end tests read (they skip where it is absent).
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -27,3 +30,11 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def serve_http() -> Iterator[Callable[[Mapping[str, Response]], str]]:
+    """``serve_http(routes)``: the base URL of a local HTTP server answering ``routes``
+    (:class:`helpers.Response` per path, 404 elsewhere), stopped after the test."""
+    with contextlib.ExitStack() as servers:
+        yield lambda routes: servers.enter_context(http_server(routes))

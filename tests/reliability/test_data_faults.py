@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import dataset_sizes
 
-from gsmoe.datasets import dataset_summary, load_dataset, prepare_dataset
+from gsmoe.datasets import load_dataset, prepare_dataset
 
 MIRROR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"local dataset mirror {MIRROR} not present")
 
-ENZYMES_SUMMARY = {"graphs": 600, "nodes": 19580, "edges": 74564, "features": 3, "classes": 6}
+ENZYMES_SIZES = {"graphs": 600, "nodes": 19580, "edges": 74564, "features": 3, "classes": 6}
 
 # Each child imports gsmoe (slow), says "ready", waits for the go file, then prepares
 # ENZYMES (about 2 s of work, so the two calls surely overlap).
@@ -80,7 +81,7 @@ def test_two_processes_prepare_the_same_root(tmp_path: Path) -> None:
     (first_start, first_end), (second_start, _) = sorted(tuple(map(float, out.split()[1:3])) for out, _ in outputs)
     assert second_start < first_end
     assert sorted(p.name for p in root.iterdir()) == [".ENZYMES.lock", "ENZYMES"]  # no leftover build folder
-    assert dataset_summary(load_dataset("tu", "ENZYMES", root)) == ENZYMES_SUMMARY
+    assert dataset_sizes(load_dataset("tu", "ENZYMES", root)) == ENZYMES_SIZES
 
 
 @pytest.mark.parametrize(

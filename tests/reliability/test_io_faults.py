@@ -9,17 +9,16 @@ temporary file (``.<name>.<random>.tmp``) beside the output; nothing reads those
 
 from __future__ import annotations
 
-import http.server
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import Response
 
 from gsmoe.io import read_json, write_json
 
@@ -78,32 +77,10 @@ def test_sigkill_during_write_json(tmp_path: Path, previous: bool) -> None:
     assert len(leftovers) == 1 and leftovers[0].startswith(".seed0.json.") and leftovers[0].endswith(".tmp")
 
 
-class _StallingHandler(http.server.BaseHTTPRequestHandler):
-    """Announces 2 MiB, sends 1 MiB, then stalls (until the test ends)."""
-
-    release = threading.Event()
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
-        self.send_response(200)
-        self.send_header("Content-Length", str(2 << 20))
-        self.end_headers()
-        self.wfile.write(b"x" * (1 << 20))
-        self.wfile.flush()
-        self.release.wait(120)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def stalling_server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StallingHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/ind.cora.x"
-    _StallingHandler.release.set()
-    httpd.shutdown()
-    httpd.server_close()
+def stalling_server(serve_http: Callable[[dict[str, Response]], str]) -> str:
+    """A URL that announces 2 MiB, sends 1 MiB, then stalls (until the test ends)."""
+    return serve_http({"/ind.cora.x": Response(b"x" * (1 << 20), length=2 << 20, stall=True)}) + "/ind.cora.x"
 
 
 def test_sigkill_during_download(tmp_path: Path, stalling_server: str) -> None:

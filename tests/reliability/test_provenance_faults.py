@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import with_provenance
 
 from gsmoe.config import load_config, raw_files, validate_config
 from gsmoe.datasets import load_dataset, prepare_dataset, prepared_file
@@ -34,8 +35,6 @@ from gsmoe.report.aggregate import aggregate_runs
 from gsmoe.report.verify import RecordMismatchError, verify_records
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-from provenance_records import with_provenance  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TINY = REPO / "tests" / "reliability" / "config_tiny.yaml"

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_record, write_records
 from scipy import stats
 
-from gsmoe.io import write_json
 from gsmoe.report.aggregate import (
     RUN_COLUMNS,
     SUMMARY_COLUMNS,
@@ -27,46 +27,8 @@ from gsmoe.report.aggregate import (
 EXPERIMENTS = {
     "baseline": {"label": "Baseline", "paper": {"Cora": 0.71, "PubMed": 0.72, "ENZYMES": 0.31}},
     "moe4": {"label": "4 Experts", "paper": {"Cora": 0.75}},
-    "extra": {"label": "Not in the paper"},
+    "extra": {"label": "Not in the paper", "paper": {}},  # as validation fills it
 }
-
-
-def make_record(dataset: str, experiment: str, seed: int, last: float = 0.7, **over: Any) -> dict[str, Any]:
-    """A minimal valid run record (docs/design.md); ``over`` replaces top-level fields."""
-    epochs = [0, 10, 20]
-    record: dict[str, Any] = {
-        "dataset": dataset,
-        "experiment": experiment,
-        "seed": seed,
-        "task": "node",
-        "device": "cpu",
-        "curves": {
-            "epoch": epochs,
-            "train_loss": [1.0, 0.5, 0.3],
-            "train_acc": [0.3, 0.6, 0.8],
-            "val_acc": [0.3, 0.5, 0.6],
-            "test_acc": [0.3, 0.5, 0.6],
-            "paper_acc": [0.3, 0.5, last],
-        },
-        "metrics": {
-            "paper": {"last": last, "best": last + 0.01, "best_epoch": 20},
-            "standard": {"test": last - 0.05, "val": last - 0.02, "epoch": 10},
-        },
-        "wall_time_s": 1.5 + seed,
-        "num_parameters": 1000,
-        "active_parameters": 800,
-    }
-    record.update(over)
-    return record
-
-
-def write_records(tmp_path: Path, records: list[dict[str, Any]]) -> list[str]:
-    paths = []
-    for r in records:
-        path = tmp_path / "runs" / r["dataset"] / r["experiment"] / f"seed{r['seed']}.json"
-        write_json(path, r)
-        paths.append(str(path))
-    return paths
 
 
 def expected_runs(datasets: list[str], experiments: list[str], seeds: list[int]) -> list[dict[str, Any]]:
@@ -81,9 +43,8 @@ def full_set(tmp_path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     records = [make_record("Cora", "baseline", s, v) for s, v in CORA_BASELINE.items()]
     records += [make_record("Cora", "moe4", s, 0.76 + 0.01 * s) for s in range(3)]
     records += [make_record("ENZYMES", "baseline", s, 0.30 + 0.02 * s) for s in range(3)]
-    return write_records(tmp_path, records), expected_runs(["Cora"], ["baseline", "moe4"], [0, 1, 2]) + expected_runs(
-        ["ENZYMES"], ["baseline"], [0, 1, 2]
-    )
+    expected = expected_runs(["Cora"], ["baseline", "moe4"], [0, 1, 2]) + expected_runs(["ENZYMES"], ["baseline"], [0, 1, 2])
+    return write_records(tmp_path / "runs", records), expected
 
 
 def test_runs_csv_one_row_per_run(tmp_path: Path, full_set) -> None:
@@ -139,7 +100,7 @@ def test_summary_numbers_match_hand_computation(tmp_path: Path, full_set) -> Non
 
 def test_summary_paper_empty_when_not_reported(tmp_path: Path) -> None:
     records = [make_record("PubMed", "extra", s) for s in range(2)]
-    paths = write_records(tmp_path, records)
+    paths = write_records(tmp_path / "runs", records)
     out = tmp_path / "summary.csv"
     aggregate_runs(
         paths,
@@ -154,7 +115,7 @@ def test_summary_paper_empty_when_not_reported(tmp_path: Path) -> None:
 
 
 def test_single_seed_std_is_empty(tmp_path: Path) -> None:
-    paths = write_records(tmp_path, [make_record("Cora", "baseline", 0, 0.7)])
+    paths = write_records(tmp_path / "runs", [make_record("Cora", "baseline", 0, 0.7)])
     out = tmp_path / "summary.csv"
     aggregate_runs(
         paths,

@@ -1,9 +1,10 @@
-"""Claims report: verdicts on synthetic runs whose answer is known, config, output files."""
+"""Claims: verdicts on synthetic runs whose answer is known, the claims config, references, output files."""
 
 from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +14,15 @@ import pytest
 import yaml
 from scipy import stats
 
-from gsmoe.config import ConfigError, validate_config
+from gsmoe.config import ConfigError, load_config, load_schema, validate_config
+from gsmoe.config.claims import claims_errors, parse_claims
+from gsmoe.config.schema import fill_defaults
+from gsmoe.protocols import COMPARED_COLUMNS
 from gsmoe.report.aggregate import RUN_COLUMNS
-from gsmoe.report.claims import (
-    CLAIM_COLUMNS,
-    PROTOCOL_METRICS,
-    REFERENCE_COLUMNS,
-    check_references,
-    decide,
-    evaluate_claims,
-    holm,
-    min_attainable_p,
-    parse_claims,
-    write_claims,
-)
+from gsmoe.report.claims import write_claims
+from gsmoe.report.references import REFERENCE_COLUMNS, check_references
+from gsmoe.report.stats import holm
+from gsmoe.report.verdicts import CLAIM_COLUMNS, decide, evaluate_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = list(range(10))
@@ -93,8 +89,17 @@ def base_runs() -> pd.DataFrame:
     )
 
 
+def with_defaults(cfg: dict) -> dict:
+    """``cfg`` with the schema's defaults of its claims, claims_alpha and references, as validation fills them."""
+    schema = load_schema()
+    sections = {key: schema["properties"][key] for key in ("claims", "claims_alpha", "references")}
+    cfg = copy.deepcopy(cfg)
+    fill_defaults(cfg, {"properties": sections}, schema)
+    return cfg
+
+
 def config(*claims: dict, **extra: Any) -> dict:
-    return {"experiments": EXPERIMENTS, "datasets": DATASETS, "claims": list(claims), **extra}
+    return with_defaults({"experiments": EXPERIMENTS, "datasets": DATASETS, "claims": list(claims), **extra})
 
 
 def claim(cid: str, a: str, b: str, expect: str | None = "greater", **over: Any) -> dict:
@@ -166,7 +171,7 @@ def test_protocols_read_their_columns() -> None:
     df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
     by_protocol = dict(zip(df["protocol"], df["verdict"]))
     assert by_protocol == {"paper": "holds", "standard": "does not hold"}
-    assert dict(zip(df["protocol"], df["metric"])) == PROTOCOL_METRICS
+    assert dict(zip(df["protocol"], df["metric"])) == COMPARED_COLUMNS
 
 
 def test_decide_table() -> None:
@@ -225,14 +230,6 @@ def test_too_few_pairs_to_reach_alpha_is_inconclusive() -> None:
     df = evaluate_claims(runs, config(claim("c", "same", "base", "equal", datasets=["Cora"]), claims_alpha=0.2))
     assert verdicts(df, "c") == {"holds"}
     assert df["confidence"].iloc[0] == pytest.approx(0.8)
-
-
-def test_min_attainable_p() -> None:
-    assert min_attainable_p(1) == 1.0
-    assert min_attainable_p(2) == 0.5
-    assert min_attainable_p(5) == pytest.approx(0.0625)
-    assert min_attainable_p(6) < 0.05
-    assert min_attainable_p(40) < 0.001  # Monte Carlo beyond 16 pairs
 
 
 def test_unmatched_seeds_pair_on_the_common_ones() -> None:
@@ -309,13 +306,6 @@ def test_expect_per_dataset() -> None:
 # ----------------------------------------------------------------------------- Holm
 
 
-def test_holm_by_hand() -> None:
-    out = holm([0.01, 0.04, 0.03, math.nan])
-    assert out[:3] == pytest.approx([0.03, 0.06, 0.06])
-    assert math.isnan(out[3])
-    assert holm([]).size == 0
-
-
 def test_holm_columns_per_protocol_family() -> None:
     cfg = config(claim("w", "win", "base", datasets=["Cora"]), claim("l", "lose", "base", "less", datasets=["Cora"]))
     df = evaluate_claims(base_runs(), cfg)
@@ -331,26 +321,59 @@ def test_holm_columns_per_protocol_family() -> None:
 @pytest.mark.parametrize(
     ("entry", "match"),
     [
-        (claim("c", "win", "nope"), "unknown experiment 'nope'"),
-        (claim("c", "win", "base", datasets=["Pubmed"]), r"unknown dataset\(s\) \['Pubmed'\]"),
-        (claim("c", "win", "base", "bigger"), "expect must be one of"),
-        (claim("c", "win", "base", None), "needs expect or expect_per_dataset"),
+        (claim("c", "win", "nope"), r"^config: claims\[0\]\.compare\.b: claim 'c' names unknown experiment 'nope'"),
+        (
+            claim("c", "win", "base", datasets=["Pubmed"]),
+            r"^config: claims\[0\]\.datasets: claim 'c' names unknown dataset 'Pubmed'",
+        ),
+        (
+            claim("c", "win", "base", None, expect_per_dataset={"Pubmed": "less"}),
+            r"^config: claims\[0\]\.expect_per_dataset: claim 'c' names unknown dataset 'Pubmed'",
+        ),
         (
             claim("c", "win", "base", None, datasets=["Cora", "ENZYMES"], expect_per_dataset={"Cora": "less"}),
-            "no expectation for dataset ENZYMES",
+            r"^config: claims\[0\]: claim 'c' has no expectation for dataset 'ENZYMES'",
         ),
-        (claim("c", "win", "win"), "with itself"),
-        ({"id": "c", "text": "x", "expect": "greater"}, "compare must be"),
+        (claim("c", "win", "win"), r"^config: claims\[0\]\.compare: claim 'c' compares 'win' with itself"),
     ],
 )
 def test_bad_claims_fail_loudly(entry: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        parse_claims(config(entry))
+    (error,) = claims_errors(config(entry))
+    assert re.search(match, error), error
 
 
 def test_duplicated_claim_id() -> None:
-    with pytest.raises(ValueError, match="duplicated id"):
-        parse_claims(config(claim("c", "win", "base"), claim("c", "lose", "base")))
+    assert claims_errors(config(claim("c", "win", "base"), claim("c", "lose", "base"))) == [
+        "config: claims[1].id: claim 'c' is already the id of an earlier claim; give each claim its own id."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"expect": "bigger"}, r"config: claims\[0\]\.expect: 'bigger' is not one of 'greater'"),
+        ({"expect": None}, r"config: claims\[0\]: missing required key 'expect'"),  # nor expect_per_dataset
+        ({"compare": {"a": "moe8"}}, r"config: claims\[0\]\.compare: missing required key 'b'"),
+    ],
+)
+def test_malformed_claims_are_schema_errors(change: dict, match: str) -> None:
+    cfg = _load("config.yaml")
+    cfg["claims"][0].update(change)
+    cfg["claims"][0].pop("expect_per_dataset", None)
+    if cfg["claims"][0]["expect"] is None:
+        del cfg["claims"][0]["expect"]
+    with pytest.raises(ConfigError, match=match):
+        validate_config(cfg)
+
+
+def test_claim_names_checked_with_the_config() -> None:
+    cfg = _load("config.yaml")
+    cfg["claims"][0]["compare"]["a"] = "moe5"
+    cfg["claims"][1]["datasets"] = ["Citeseer"]
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2 and "'moe5'" in lines[0] and "'Citeseer'" in lines[1]
 
 
 def test_duplicated_run_is_refused() -> None:
@@ -368,7 +391,7 @@ def test_references_flag_far_baseline() -> None:
         "ENZYMES": {"value": 0.582, "source": "B", "model": "GraphSAGE", "experiment": "base", "protocol": "paper"},
         "PubMed": {"value": 0.79, "source": "C", "model": "GCN", "experiment": "base"},
     }
-    df = check_references(base_runs(), {"references": refs})
+    df = check_references(base_runs(), config(references=refs))
     assert list(df.columns) == REFERENCE_COLUMNS
     cora, enz, pub = (df[df["dataset"] == d].iloc[0] for d in ("Cora", "ENZYMES", "PubMed"))
     assert cora["mean"] == pytest.approx(0.69) and not cora["flag"] and cora["metric"] == "standard_test"
@@ -377,7 +400,7 @@ def test_references_flag_far_baseline() -> None:
     assert pub["n"] == 0 and not pub["flag"] and "no runs of base on PubMed" in pub["note"]
     # a tighter tolerance flags Cora too
     refs["Cora"]["tolerance"] = 0.01
-    assert check_references(base_runs(), {"references": refs})["flag"].iloc[0]
+    assert check_references(base_runs(), config(references=refs))["flag"].iloc[0]
 
 
 # ----------------------------------------------------------------------------- files
@@ -435,11 +458,13 @@ def test_write_claims_reads_na_like_names_as_names(tmp_path: Path, name: str) ->
     runs = runs.replace({"experiment": {"win": name}, "dataset": {"ENZYMES": name}})
     runs_csv = tmp_path / "runs.csv"
     runs.to_csv(runs_csv, index=False)
-    cfg = {
-        "experiments": {"base": EXPERIMENTS["base"], name: {"label": name, "paper": {"Cora": 0.75}}},
-        "datasets": {"Cora": {}, name: {}},
-        "claims": [claim("c", name, "base")],
-    }
+    cfg = with_defaults(
+        {
+            "experiments": {"base": EXPERIMENTS["base"], name: {"label": name, "paper": {"Cora": 0.75}}},
+            "datasets": {"Cora": {}, name: {}},
+            "claims": [claim("c", name, "base")],
+        }
+    )
     write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
     table = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
     assert set(table["dataset"]) == {"Cora", name}
@@ -467,8 +492,8 @@ def test_claims_section_is_schema_checked() -> None:
 
 
 def test_default_claims_cover_the_paper() -> None:
-    cfg = _load("config.yaml")
-    claims = parse_claims(cfg)  # names exist in config.yaml
+    cfg = load_config(ROOT / "config.yaml")
+    claims = parse_claims(cfg)
     assert {c.table for c in claims} == {f"table{i}" for i in range(1, 6)}
     assert {c.a for c in claims} | {c.b for c in claims} == set(cfg["experiments"])
     t4 = next(c for c in claims if c.table == "table4")
@@ -482,7 +507,7 @@ def test_default_claims_cover_the_paper() -> None:
 def test_smoke_config_claims_run(tmp_path: Path) -> None:
     # The smoke config runs Cora and ENZYMES with 2 seeds: PubMed rows are "not run" and
     # 2 seeds can never reach alpha, so nothing may "hold" -- and nothing may crash.
-    cfg = _load("tests/workflow/config_smoke.yaml")
+    cfg = load_config(ROOT / "tests/workflow/config_smoke.yaml", base_dir=ROOT)
     rows = [
         run_rows(d, e, 0.5 + 0.01 * i, seeds=[0, 1])
         for d in ("Cora", "ENZYMES")
@@ -494,4 +519,4 @@ def test_smoke_config_claims_run(tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "claims.csv")
     assert set(table[table["dataset"] == "PubMed"]["verdict"]) == {"not run"}
     assert set(table[table["dataset"] != "PubMed"]["verdict"]) == {"inconclusive"}
-    assert len(table) == 10 * 3 * 2
+    assert len(table) == 2 * sum(len(c.datasets_for(list(cfg["datasets"]))) for c in parse_claims(cfg))

@@ -8,12 +8,11 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from helpers import make_record, with_provenance, write_records
 
 import gsmoe.cli
 from gsmoe.cli import main
 from gsmoe.config import load_config
-from gsmoe.io import write_json
-from provenance_records import with_provenance
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "reliability" / "config_tiny.yaml"  # Cora, baseline + moe4, seeds 0 and 1
@@ -86,32 +85,12 @@ def _two_dataset_config(tmp_path: Path) -> Path:
     return path
 
 
-def _record(dataset: str, experiment: str, seed: int) -> dict[str, Any]:
-    acc = [0.3, 0.5, 0.6 + 0.01 * seed]
-    return {
-        "dataset": dataset,
-        "experiment": experiment,
-        "seed": seed,
-        "device": "cpu",
-        "curves": {"epoch": [0, 10, 20], "paper_acc": acc},
-        "metrics": {
-            "paper": {"last": acc[-1], "best": acc[-1], "best_epoch": 20},
-            "standard": {"test": acc[-1], "val": acc[-1], "epoch": 20},
-        },
-        "wall_time_s": 1.0,
-        "num_parameters": 10,
-        "active_parameters": 10,
-    }
-
-
 def test_report_allow_missing_skips_a_figure_without_runs(tmp_path: Path) -> None:
     config = _two_dataset_config(tmp_path)
     cfg = load_config(config)
     runs = tmp_path / "runs"
-    for experiment in ("baseline", "moe4"):
-        for seed in (0, 1):
-            record = with_provenance(_record("Cora", experiment, seed), cfg)
-            write_json(runs / "Cora" / experiment / f"seed{seed}.json", record)
+    records = [make_record("Cora", e, seed, 0.6 + 0.01 * seed) for e in ("baseline", "moe4") for seed in (0, 1)]
+    write_records(runs, [with_provenance(record, cfg) for record in records])
     out = tmp_path / "report"
     stale = [out / "figures" / "curves_ENZYMES.pdf", out / "figures" / "curves_ENZYMES.png"]
     for path in stale:  # from an earlier report, when ENZYMES had runs

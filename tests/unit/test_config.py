@@ -17,7 +17,6 @@ from gsmoe.config import (
     raw_files,
     regex_alternatives,
     resolve_run,
-    roles_datasets,
     run_table,
     seed_chunks,
     validate_config,
@@ -29,6 +28,8 @@ DEFAULT = REPO / "config.yaml"
 SMOKE = REPO / "tests" / "workflow" / "config_smoke.yaml"
 
 SHA = "0" * 64
+CORA_FILES = [f"ind.cora.{part}" for part in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
+ENZYMES_MEMBERS = [f"ENZYMES/ENZYMES_{part}.txt" for part in ("A", "graph_indicator", "graph_labels")]
 
 
 def minimal() -> dict:
@@ -41,14 +42,14 @@ def minimal() -> dict:
                 "source": "planetoid",
                 "pyg_name": "Cora",
                 "task": "node",
-                "files": [{"relpath": "ind.cora.x", "sha256": SHA}, {"relpath": "ind.cora.y", "sha256": SHA}],
+                "files": [{"relpath": name, "sha256": SHA} for name in CORA_FILES],
                 "model": {"dropout": 0.5},
             },
             "ENZYMES": {
                 "source": "tu",
                 "pyg_name": "ENZYMES",
                 "task": "graph",
-                "files": [{"relpath": "ENZYMES.zip", "members": {"ENZYMES/ENZYMES_A.txt": SHA}}],
+                "files": [{"relpath": "ENZYMES.zip", "members": dict.fromkeys(ENZYMES_MEMBERS, SHA)}],
                 "training": {"lr": 0.001},
             },
         },
@@ -241,7 +242,6 @@ def test_run_table_and_roles():
         {"dataset": "Cora", "experiment": "baseline", "seed": 1},
     ]
     assert len(table) == (2 + 2 + 1) * 2
-    assert roles_datasets(cfg) == ["ENZYMES"]
     assert needs_roles(cfg, "ENZYMES", "roles") and not needs_roles(cfg, "ENZYMES", "moe4")
 
 
@@ -258,17 +258,17 @@ def test_raw_files_mirror_and_overrides(tmp_path):
         "sha256": SHA,
         "members": {},
     }
-    assert files[1]["sha256"] == "a" * 64
+    assert next(f for f in files if f["relpath"] == "ind.cora.y")["sha256"] == "a" * 64
     raw["mirror"] = "http://127.0.0.1:8765/"
     cfg = validate_config(raw)
     assert raw_files(cfg, "ENZYMES")[0]["url"] == "http://127.0.0.1:8765/tu/ENZYMES.zip"
-    assert raw_files(cfg, "ENZYMES")[0]["members"] == {"ENZYMES/ENZYMES_A.txt": SHA}
+    assert raw_files(cfg, "ENZYMES")[0]["members"] == dict.fromkeys(ENZYMES_MEMBERS, SHA)
 
 
 def test_verified_members_only_for_archives_without_a_checksum():
     raw = minimal()
     cfg = validate_config(raw)
-    assert verified_members(cfg, "ENZYMES") == ["ENZYMES/ENZYMES_A.txt"]
+    assert verified_members(cfg, "ENZYMES") == sorted(ENZYMES_MEMBERS)
     assert verified_members(cfg, "Cora") is None  # plain files, verified as a whole
     raw["checksum_overrides"] = {"tu/ENZYMES.zip": "b" * 64}  # now the archive itself is pinned
     assert verified_members(validate_config(raw), "ENZYMES") is None
@@ -472,8 +472,8 @@ def test_task_must_match_the_source(dataset: str, task: str, expected: str):
 
 
 def test_loader_tasks_match_the_loaders():
-    from gsmoe.config import SOURCE_TASKS
     from gsmoe.datasets import SOURCES
+    from gsmoe.loaders import SOURCE_TASKS
 
     assert set(SOURCE_TASKS) == set(SOURCES)
 
@@ -537,10 +537,145 @@ def test_table_metric_must_be_reported():
 def test_claims_and_references_checked_before_training():
     cfg = minimal()
     cfg["claims"] = [{"id": "c", "text": "t", "compare": {"a": "moe5", "b": "baseline"}, "expect": "greater"}]
-    check_fails(cfg, r"config: claims: .*moe5")
+    check_fails(cfg, r"config: claims\[0\]\.compare\.a: claim 'c' names unknown experiment 'moe5'")
     cfg = minimal()
     cfg["references"] = {"Cora": {"value": 0.8, "source": "s", "model": "GCN", "experiment": "basline"}}
     check_fails(cfg, r"references\.Cora\.experiment names unknown experiment 'basline'")
     cfg = minimal()
     cfg["references"] = {"CiteSeer": {"value": 0.7, "source": "s", "model": "GCN"}}
     check_fails(cfg, r"references\.CiteSeer names unknown dataset")
+
+
+# ------------------------------------------------------------------ every error at once, before any job
+
+
+def test_every_error_reported_at_once():
+    """The same typo in two datasets is two errors, reported with the semantic errors elsewhere."""
+    cfg = minimal()
+    for name in ("Cora", "ENZYMES"):
+        cfg["datasets"][name]["trainig"] = {"lr": 0.1}
+    cfg["datasets"]["Cora"]["files"].pop()  # ind.cora.test.index
+    cfg["experiments"]["moe4"]["model"].update(gate="noisy_topk", top_k=5)
+    cfg["tables"]["t1"]["rows"].append({"experiment": "moe5"})
+    lines = str(check_fails(cfg, "trainig")).splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "datasets.Cora",
+        "datasets.ENZYMES",
+        "datasets.Cora.files lacks ind.cora.test.index",
+        "experiments.moe4.model.top_k (5) must be <= num_experts (4).",
+        "tables.t1.rows[2].experiment names unknown experiment 'moe5' (known",
+    ]
+    assert lines[0].startswith("config: datasets.Cora: unknown key 'trainig' (misspelt?)")
+    assert lines[1].startswith("config: datasets.ENZYMES: unknown key 'trainig' (misspelt?)")
+
+
+def test_entries_with_schema_errors_are_not_read_by_the_semantic_checks():
+    """The semantic checks skip what the schema rejected (they would crash on it) and check the rest."""
+    cfg = minimal()
+    cfg["experiments"]["moe4"]["model"] = "dense"
+    cfg["experiments"]["roles"]["model"]["num_experts"] = 8
+    cfg["figures"]["f"]["dataset"] = "PubMed"
+    lines = str(check_fails(cfg, r"experiments\.moe4\.model: expected object")).splitlines()
+    assert len(lines) == 3
+    assert lines[1].startswith("config: experiments.roles.model.num_experts (8) must equal roles.n_roles (4)")
+    assert lines[2].startswith("config: figures.f.dataset names unknown dataset 'PubMed'")
+
+
+def test_schema_checked_once(monkeypatch: pytest.MonkeyPatch):
+    import jsonschema
+
+    calls = []
+    iter_errors = jsonschema.Draft202012Validator.iter_errors
+    monkeypatch.setattr(
+        jsonschema.Draft202012Validator,
+        "iter_errors",
+        lambda self, instance, *args: calls.append(1) or iter_errors(self, instance, *args),
+    )
+    validate_config(minimal())
+    assert len(calls) == 1
+
+
+def _property_schemas(node, root, path=()):
+    """(key path, property schema with its $ref resolved) of every property with a default."""
+    from gsmoe.config.schema import _deref
+
+    if isinstance(node, dict):
+        resolved = _deref(node, root) if "$ref" in node else node
+        if "default" in node:
+            yield path, resolved
+        for key, value in node.items():
+            if key != "default":
+                yield from _property_schemas(value, root, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _property_schemas(value, root, (*path, i))
+
+
+def test_schema_defaults_are_valid():
+    """Defaults are filled after the one schema check, so each must pass its own schema."""
+    import jsonschema
+
+    from gsmoe.config import load_schema
+
+    schema = load_schema()
+    checked = 0
+    for path, sub in _property_schemas(schema, schema):
+        validator = jsonschema.Draft202012Validator({**sub, "$defs": schema["$defs"]})
+        errors = [e.message for e in validator.iter_errors(sub["default"])]
+        assert not errors, f"default of {'/'.join(map(str, path))}: {errors}"
+        checked += 1
+    assert checked > 40
+
+
+def test_planetoid_raw_files_checked_against_pyg_name():
+    cfg = minimal()
+    cfg["datasets"]["Cora"]["files"] = [f for f in cfg["datasets"]["Cora"]["files"] if f["relpath"] != "ind.cora.graph"]
+    check_fails(cfg, r"^config: datasets\.Cora\.files lacks ind\.cora\.graph: PyG's Planetoid loader reads these")
+    cfg = minimal()
+    cfg["datasets"]["Cora"]["pyg_name"] = "CiteSeer"
+    err = check_fails(cfg, r"datasets\.Cora\.files lacks ind\.citeseer\.x, ind\.citeseer\.tx, .* pyg_name 'CiteSeer'")
+    assert "The files listed are ind.cora.*: is pyg_name wrong?" in str(err)
+    cfg = minimal()
+    for spec in cfg["datasets"]["Cora"]["files"]:
+        spec["relpath"] = f"sub/{spec['relpath']}"  # the loader reads the file names
+    validate_config(cfg)
+
+
+def test_tu_files_checked_against_pyg_name():
+    cfg = minimal()
+    del cfg["datasets"]["ENZYMES"]["files"][0]["members"]["ENZYMES/ENZYMES_graph_labels.txt"]
+    check_fails(cfg, r"datasets\.ENZYMES\.files\[0\]\.members lacks ENZYMES/ENZYMES_graph_labels\.txt")
+    cfg["checksum_overrides"] = {"tu/ENZYMES.zip": SHA}  # a pinned archive is extracted whole
+    validate_config(cfg)
+    cfg = minimal()
+    cfg["datasets"]["ENZYMES"]["files"].append({"relpath": "extra.txt", "sha256": SHA})
+    check_fails(cfg, r"datasets\.ENZYMES\.files must be one zip archive for the tu loader")
+
+
+def test_shipped_configs_name_the_files_their_loaders_read():
+    for path in (DEFAULT, SMOKE, REPO / "tests" / "reliability" / "config_tiny.yaml"):
+        load_config(path, base_dir=REPO)
+
+
+def test_schema_enums_are_the_protocols():
+    from gsmoe.config import load_schema
+    from gsmoe.protocols import PROTOCOL_METRICS, PROTOCOLS
+
+    schema = load_schema()
+    table_metric = schema["properties"]["table_metric"]["properties"]
+    assert tuple(table_metric["protocol"]["enum"]) == PROTOCOLS
+    assert table_metric["metric"]["enum"] == list(dict.fromkeys(m for ms in PROTOCOL_METRICS.values() for m in ms))
+    assert tuple(schema["$defs"]["reference"]["properties"]["protocol"]["enum"]) == PROTOCOLS
+
+
+def test_validation_imports_neither_the_report_layer_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from gsmoe.config import load_config; load_config(sys.argv[1]); "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'scipy', 'torch') "
+        "or m.startswith('gsmoe.report')); print(heavy); sys.exit(bool(heavy))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(DEFAULT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

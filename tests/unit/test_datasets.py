@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import dataset_sizes
 
 from gsmoe.config import load_config, verified_members
-from gsmoe.datasets import dataset_summary, load_dataset, prepare_dataset
+from gsmoe.datasets import load_dataset, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +38,7 @@ def enzymes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cora_stats(cora_root: Path) -> None:
     ds = load_dataset("planetoid", "Cora", cora_root)
-    assert dataset_summary(ds) == {
+    assert dataset_sizes(ds) == {
         "graphs": 1, "nodes": 2708, "edges": 10556, "features": 1433, "classes": 7,
         "train": 140, "val": 500, "test": 1000,
     }
@@ -47,7 +48,7 @@ def test_cora_stats(cora_root: Path) -> None:
 
 def test_enzymes_stats(enzymes_root: Path) -> None:
     ds = load_dataset("tu", "ENZYMES", enzymes_root)
-    assert dataset_summary(ds) == {"graphs": 600, "nodes": 19580, "edges": 74564, "features": 3, "classes": 6}
+    assert dataset_sizes(ds) == {"graphs": 600, "nodes": 19580, "edges": 74564, "features": 3, "classes": 6}
     assert ds.y.bincount().tolist() == [100] * 6
     assert sorted(p.name for p in (enzymes_root / "ENZYMES" / "raw").glob("ENZYMES_*.txt")) == [
         "ENZYMES_A.txt", "ENZYMES_graph_indicator.txt", "ENZYMES_graph_labels.txt",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import Response
 
 from gsmoe.download import ChecksumError, DownloadError, fetch, resolve_source, sha256_file
 
@@ -179,32 +178,13 @@ def test_mirror_enzymes_members(tmp_path: Path) -> None:
 # --- HTTP --------------------------------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves b"0123456789" at /ok; /short announces 10 bytes but sends 4."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
-        if self.path not in ("/ok", "/short"):
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", "10")
-        self.end_headers()
-        self.wfile.write(b"0123456789" if self.path == "/ok" else b"0123")
-        self.wfile.flush()
-        self.close_connection = True
-
-    def log_message(self, *args: object) -> None:
-        pass
+#: /ok serves b"0123456789"; /short announces 10 bytes but sends 4.
+ROUTES = {"/ok": Response(b"0123456789"), "/short": Response(b"0123", length=10)}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+@pytest.fixture
+def server(serve_http: Callable[[dict[str, Response]], str]) -> str:
+    return serve_http(ROUTES)
 
 
 def test_http_ok(server: str, tmp_path: Path) -> None:

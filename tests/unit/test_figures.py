@@ -1,4 +1,4 @@
-"""Figures 2-3: accuracy curves, one legend entry per experiment, PDF/PNG written atomically."""
+"""Figures 2-3: accuracy curves, one legend entry per experiment, honest labels, PDF/PNG written atomically."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import make_record, write_records
 
-from gsmoe.io import write_json
 from gsmoe.report.figures import build_figure, curves_frame, write_figure
 
 EXPERIMENTS: dict[str, Any] = {
@@ -18,43 +18,36 @@ EXPERIMENTS: dict[str, Any] = {
 }
 
 FIGURE: dict[str, Any] = {
-    "title": "Test Accuracy on Cora Dataset",
+    "title": "Figure 2: Cora",
     "dataset": "Cora",
     "experiments": ["baseline", "moe4_softmax", "moe8"],
     "metric": "paper_acc",
 }
 
 
-def make_record(dataset: str, experiment: str, seed: int, offset: float = 0.0) -> dict[str, Any]:
-    """A minimal run record with curves (docs/design.md)."""
-    epochs = list(range(0, 50, 10))
-    acc = [min(1.0, 0.3 + 0.1 * i + offset + 0.01 * seed) for i in range(len(epochs))]
-    return {
-        "dataset": dataset,
-        "experiment": experiment,
-        "seed": seed,
-        "device": "cpu",
-        "curves": {
-            "epoch": epochs,
-            "train_loss": [1.0 / (i + 1) for i in range(len(epochs))],
-            "train_acc": acc,
-            "val_acc": acc,
-            "test_acc": [a - 0.05 for a in acc],
-            "paper_acc": acc,
-        },
-        "metrics": {
-            "paper": {"last": acc[-1], "best": max(acc), "best_epoch": 40},
-            "standard": {"test": acc[-1] - 0.05, "val": acc[-1], "epoch": 40},
-        },
-        "wall_time_s": 1.0,
-        "num_parameters": 10,
-        "active_parameters": 10,
-    }
+def figure_record(
+    dataset: str, experiment: str, seed: int, offset: float = 0.0, epochs: list[int] | None = None
+) -> dict[str, Any]:
+    """A run record whose paper accuracy rises with the epoch, ``offset`` and the seed,
+    evaluated at ``epochs`` (default 0, 10, ..., 40); ENZYMES is a graph dataset."""
+    epochs = list(range(0, 50, 10)) if epochs is None else epochs
+    curve = [min(1.0, 0.3 + 0.1 * i + offset + 0.01 * seed) for i in range(len(epochs))]
+    graph = dataset == "ENZYMES"
+    record = make_record(
+        dataset,
+        experiment,
+        seed,
+        curve=curve,
+        task="graph" if graph else "node",
+        config={"split": {"standard": [0.8, 0.1, 0.1], "paper": [0.8, 0.2], "seed_offset": 0}} if graph else {},
+    )
+    record["curves"]["epoch"] = list(epochs)
+    return record
 
 
 def all_records() -> list[dict[str, Any]]:
     records = [
-        make_record(dataset, experiment, seed, 0.02 * i)
+        figure_record(dataset, experiment, seed, 0.02 * i)
         for i, experiment in enumerate(EXPERIMENTS)
         for dataset in ("Cora", "ENZYMES")
         for seed in range(3)
@@ -62,29 +55,64 @@ def all_records() -> list[dict[str, Any]]:
     return records
 
 
-def write_records(tmp_path: Path, records: list[dict[str, Any]]) -> list[str]:
-    paths = []
-    for r in records:
-        path = tmp_path / "runs" / r["dataset"] / r["experiment"] / f"seed{r['seed']}.json"
-        write_json(path, r)
-        paths.append(str(path))
-    return paths
-
-
 def _legend_texts(fig) -> list[str]:
-    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def _mean_lines(fig, points: int = 5) -> list:
+    """The mean line of each experiment (the legend's handles are not Axes lines)."""
+    return [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == points]
 
 
 def test_one_legend_entry_per_experiment_with_labels() -> None:
     fig = build_figure(all_records(), FIGURE, EXPERIMENTS)
     ax = fig.axes[0]
     assert _legend_texts(fig) == ["Baseline", "4 Experts (softmax)", "8 Experts"]
-    assert ax.get_legend().get_title().get_text() == "mean ± 1 s.d. over 3 seeds"
-    assert ax.get_xlabel() == "Epoch"
-    assert ax.get_ylabel().startswith("Test accuracy (paper")
-    assert ax.get_title() == "Test Accuracy on Cora Dataset"
-    # one mean line per experiment (the legend adds its own handles, not Axes lines)
-    assert len([line for line in ax.get_lines() if len(line.get_xdata()) == 5]) == 3
+    assert fig.legends[0].get_title().get_text() == "mean ± 1 s.d. over 3 seeds"
+    assert ax.get_legend() is None  # the figure's legend, not one inside the axes
+    assert len(_mean_lines(fig)) == 3
+
+
+def test_labels_say_what_each_protocol_measures() -> None:
+    """Under the paper protocol Cora's "test" curve is the validation mask, ENZYMES' the 20 % held out."""
+    fig = build_figure(all_records(), FIGURE, EXPERIMENTS)
+    ax = fig.axes[0]
+    assert ax.get_title() == (
+        "Figure 2: Cora\nPaper protocol: the authors' test accuracy, measured on the Planetoid validation mask"
+    )
+    assert ax.get_ylabel() == "Accuracy on the Planetoid validation mask"
+    assert ax.get_xlabel() == "Epoch (as numbered in the training log)"
+    enzymes = build_figure(all_records(), {**FIGURE, "dataset": "ENZYMES"}, EXPERIMENTS).axes[0]
+    assert enzymes.get_ylabel() == "Accuracy on the 20 % of graphs held out"
+    standard = build_figure(all_records(), {**FIGURE, "metric": "test_acc"}, EXPERIMENTS).axes[0]
+    assert standard.get_ylabel() == "Accuracy on the Planetoid test mask"
+    assert "Standard protocol: test accuracy" in standard.get_title()
+
+
+def test_epochs_numbered_as_in_the_log_on_integer_ticks() -> None:
+    """curves.epoch is the 0-based loop index; the log (and so the plot) numbers epochs from 1."""
+    fig = build_figure(all_records(), FIGURE, EXPERIMENTS)
+    assert [list(line.get_xdata()) for line in _mean_lines(fig)] == [[1, 11, 21, 31, 41]] * 3
+    # a smoke run's three epochs: ticks 1, 2, 3, not 0.25 steps
+    smoke = [figure_record("Cora", e, s, epochs=[0, 1, 2]) for e in EXPERIMENTS for s in range(2)]
+    fig = build_figure(smoke, FIGURE, EXPERIMENTS)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    assert ticks == [1, 2, 3]
+
+
+def test_legend_outside_the_data_and_lines_distinguishable() -> None:
+    fig = build_figure(all_records(), FIGURE, EXPERIMENTS)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend, axes = fig.legends[0].get_window_extent(renderer), fig.axes[0].get_window_extent(renderer)
+    assert not legend.overlaps(axes)
+    # where the bands overlap, each line keeps its own dash pattern and marker
+    lines = _mean_lines(fig)
+    assert len({line.get_marker() for line in lines}) == 3
+    assert [line.get_linestyle() for line in lines].count("-") == 1  # the others dashed
 
 
 def test_only_the_figure_dataset_is_plotted() -> None:
@@ -93,11 +121,11 @@ def test_only_the_figure_dataset_is_plotted() -> None:
     assert set(data.experiment) == {"baseline"}
 
 
-def test_ci_band_and_unequal_seed_counts() -> None:
+def test_unequal_seed_counts() -> None:
     records = [r for r in all_records() if not (r["experiment"] == "moe8" and r["seed"] == 2)]
-    fig = build_figure(records, {**FIGURE, "errorbar": "ci"}, EXPERIMENTS)
+    fig = build_figure(records, FIGURE, EXPERIMENTS)
     assert _legend_texts(fig) == ["Baseline (n=3)", "4 Experts (softmax) (n=3)", "8 Experts (n=2)"]
-    assert fig.axes[0].get_legend().get_title().get_text() == "mean, 95 % bootstrap CI over n seeds"
+    assert fig.legends[0].get_title().get_text() == "mean ± 1 s.d. over n seeds"
 
 
 def test_missing_experiment_warns_and_is_left_out() -> None:
@@ -116,12 +144,16 @@ def test_bad_inputs() -> None:
     bad[0]["curves"]["paper_acc"][2] = float("nan")
     with pytest.raises(ValueError, match="Cora/baseline/seed0.*non-finite"):
         build_figure(bad, FIGURE, EXPERIMENTS)
-    with pytest.raises(ValueError, match="errorbar"):
-        build_figure(all_records(), {**FIGURE, "errorbar": "se"}, EXPERIMENTS)
+    with pytest.raises(ValueError, match="unknown figure metric"):
+        build_figure(all_records(), {**FIGURE, "metric": "roles"}, EXPERIMENTS)
+    old = all_records()
+    del old[0]["task"]
+    with pytest.raises(ValueError, match=r"Cora/baseline/seed0.*lack 'task'"):
+        build_figure(old, FIGURE, EXPERIMENTS)
 
 
 def test_write_figure_pdf_png_deterministic(tmp_path: Path) -> None:
-    paths = write_records(tmp_path, all_records())
+    paths = write_records(tmp_path / "runs", all_records())
     pdf, png = tmp_path / "fig" / "figure2.pdf", tmp_path / "fig" / "figure2.png"
     write_figure(paths, FIGURE, EXPERIMENTS, str(pdf), str(png))
     assert pdf.read_bytes().startswith(b"%PDF")

@@ -9,6 +9,8 @@ import pytest
 from scipy import stats
 
 from gsmoe.report.stats import (
+    holm,
+    min_attainable_p,
     paired_difference,
     sample_std,
     sign_flip_permutation_test,
@@ -111,3 +113,18 @@ def test_welch_matches_scipy() -> None:
     assert (r.n_a, r.n_b) == (5, 3)
     with pytest.raises(ValueError, match="at least two"):
         welch([1.0], [1.0, 2.0])
+
+
+def test_min_attainable_p() -> None:
+    assert min_attainable_p(1) == 1.0
+    assert min_attainable_p(2) == 0.5
+    assert min_attainable_p(5) == pytest.approx(0.0625)
+    assert min_attainable_p(6) < 0.05
+    assert min_attainable_p(40) < 0.001  # Monte Carlo beyond 16 pairs
+
+
+def test_holm_by_hand() -> None:
+    out = holm([0.01, 0.04, 0.03, math.nan])
+    assert out[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(out[3])
+    assert holm([]).size == 0

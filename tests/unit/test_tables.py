@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from helpers import make_record
 
 from gsmoe.report.aggregate import runs_frame, summarize
 from gsmoe.report.tables import latex_escape, render_markdown_summary, render_table, write_tables
@@ -49,23 +50,6 @@ CONFIG: dict[str, Any] = {
         },
     },
 }
-
-
-def make_record(dataset: str, experiment: str, seed: int, last: float) -> dict[str, Any]:
-    """A minimal run record with the fields aggregation reads."""
-    return {
-        "dataset": dataset,
-        "experiment": experiment,
-        "seed": seed,
-        "device": "cpu",
-        "metrics": {
-            "paper": {"last": last, "best": last + 0.01, "best_epoch": 20},
-            "standard": {"test": last - 0.05, "val": last - 0.02, "epoch": 10},
-        },
-        "wall_time_s": 1.0,
-        "num_parameters": 10,
-        "active_parameters": 10,
-    }
 
 
 def make_summary(

@@ -146,13 +146,16 @@ def test_tables_and_figures_targets(tmp_path, target, rules):
 
 def test_bad_config_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    text = SMOKE.read_text().replace("num_experts: 128, top_k: 4", "num_experts: 128, top_k: 200")
-    bad.write_text(text)
+    # an overlay of the smoke config (base paths are relative to the repository, not --directory)
+    bad.write_text("base: tests/workflow/config_smoke.yaml\nexperiments: {topk128: {model: {top_k: 200}}}\n")
     out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(bad), check=False)
     assert "config: experiments.topk128.model.top_k (200) must be <= num_experts (128)" in out
-    bad.write_text(SMOKE.read_text().replace("seeds: [0, 1]", "seeds: [0, 1]\nsead: 3"))
+    bad.write_text("base: tests/workflow/config_smoke.yaml\nsead: 3\n")
     out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(bad), check=False)
     assert "config: unknown key 'sead'" in out
+    bad.write_text("base: tests/workflow/no_such.yaml\n")
+    out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(bad), check=False)
+    assert "config: base tests/workflow/no_such.yaml names" in out
 
 
 def test_partial_configfile_error_says_it_replaces_config_yaml(tmp_path):
@@ -161,9 +164,9 @@ def test_partial_configfile_error_says_it_replaces_config_yaml(tmp_path):
     partial = tmp_path / "my.yaml"
     partial.write_text("seeds: [0, 1]\n")
     out = snakemake("-n", "--directory", str(tmp_path), "--configfile", str(partial), check=False)
-    assert "config: experiments is empty" in out
+    assert "config: missing required key 'datasets', 'experiments'" in out
     assert "these keys of config.yaml are not set: checksum_overrides, claims," in out
-    assert f"pass --configfile config.yaml {partial}" in out
+    assert f"pass --configfile config.yaml {partial}, or name it in the file: base: config.yaml" in out
 
 
 def test_scripts_log_first_and_import_the_checkout():

@@ -7,6 +7,7 @@ rule claims:
             "results/claims.md",
             caption="../report/claims.rst",
             category="Claims",
+            labels={"claims": "section 6.4", "format": "Markdown"},
         ),
         csv="results/claims.csv",
     log:
@@ -20,15 +21,40 @@ rule claims:
         mem_mb=lambda wildcards, attempt: 1000 * attempt,
         runtime=lambda wildcards, attempt: 10 * attempt,
     params:
-        config=lambda wildcards: {
-            key: config[key]
-            for key in (
-                "datasets",
-                "experiments",
-                "claims",
-                "claims_alpha",
-                "references",
-            )
+        datasets=DATASETS,
+        experiments={
+            e: {"paper": (cfg or {}).get("paper", {})}
+            for e, cfg in config["experiments"].items()
         },
+        claims=config["claims"],
+        claims_alpha=config["claims_alpha"],
+        references=config["references"],
     script:
         "../scripts/claims.py"
+
+
+# claims.csv -> the claims with verdicts and intervals as an HTML page, shown in the report.
+rule claims_html:
+    input:
+        "results/claims.csv",
+    output:
+        report(
+            "results/claims.html",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"claims": "section 6.4", "format": "HTML"},
+        ),
+    log:
+        "logs/claims/claims_html.log",
+    benchmark:
+        "benchmarks/claims/claims_html.tsv"
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        protocols=lambda wildcards: protocols_text(),
+    script:
+        "../scripts/claims_html.py"

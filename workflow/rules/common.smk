@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # ---------------------------------------------------------------- the package on the path
 # This process imports gsmoe (workflow/src) from the checkout; job scripts put the same
@@ -32,20 +31,28 @@ from gsmoe.provenance import (
     manifest_path,
     update_code_fingerprint_file,
 )
+from gsmoe.overlay import OverlayError, resolve_base
+from gsmoe.report.evaluation_sets import protocol_descriptions, run_datasets
 
 # ---------------------------------------------------------------- config
-# A --configfile is a complete config on its own (tests/workflow/config_smoke.yaml): it
-# replaces config.yaml instead of being merged into it, so that a test config with fewer
-# datasets really has fewer.  --config key=value still overrides single keys.  (Snakemake's
-# --replace-workflow-config does the same but is not passed on to cluster jobs.)
-# If the result is invalid, the error also names the top-level keys of config.yaml that the
-# --configfile lacks (a partial file meant as an overlay of config.yaml).
+# A --configfile is a complete config on its own: it replaces config.yaml instead of being
+# merged into it, so that a test config with fewer datasets really has fewer.  It may be an
+# overlay that names its `base:` files (tests/workflow/config_smoke.yaml: config.yaml and
+# the mirror's file, gsmoe.overlay), resolved against the repository root.  --config
+# key=value still overrides single keys.  (Snakemake's --replace-workflow-config does the
+# same but is not passed on to cluster jobs.)  If the result is invalid, the error also
+# names the top-level keys of config.yaml that it lacks (a partial file meant as an overlay).
+_DEFAULT_KEYS = set(config) if workflow.overwrite_configfiles else set()
 if workflow.overwrite_configfiles:
-    _DROPPED_KEYS = sorted(set(config) - set(workflow.config_settings.overwrite_config))
     config.clear()
     config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
-else:
-    _DROPPED_KEYS = []
+try:
+    _resolved = resolve_base(config, workflow.basedir)
+except OverlayError as err:
+    raise WorkflowError(str(err)) from None
+config.clear()
+config.update(_resolved)
+_DROPPED_KEYS = sorted(_DEFAULT_KEYS - set(config))
 
 
 def config_error(err):
@@ -56,19 +63,14 @@ def config_error(err):
         message += (
             f"\nconfig: --configfile {files} replaces config.yaml instead of being merged into "
             f"it, so these keys of config.yaml are not set: {', '.join(_DROPPED_KEYS)}. To "
-            f"change only some keys of config.yaml, pass --configfile config.yaml {files}"
+            f"change only some keys of config.yaml, pass --configfile config.yaml {files}, "
+            "or name it in the file: base: config.yaml (docs/config.md, Overlays)"
         )
     return WorkflowError(message)
 
 
-try:
-    validate(config, schema="../schemas/config.schema.yaml", set_default=False)
-except WorkflowError:
-    try:  # same schema, but a message that names the key path and the fix
-        validate_config(config, base_dir=workflow.basedir)
-    except ConfigError as err:
-        raise config_error(err) from None
-    raise
+# One validation (workflow/schemas/config.schema.yaml, then the semantic checks), every
+# error at once, each naming its key path and the fix.
 try:
     _checked = validate_config(config, base_dir=workflow.basedir)
 except ConfigError as err:
@@ -172,9 +174,36 @@ def figure_run_paths(figure):
     return [run_path(fig["dataset"], e, s) for e in fig["experiments"] for s in SEEDS]
 
 
+def html_paths():
+    """The results as HTML pages for the report (rules summary_html, tables_html, claims_html)."""
+    tables = [f"results/tables/{t}.html" for t in TABLES]
+    return ["results/summary.html", *tables, "results/claims.html"]
+
+
 def final_outputs():
     """Inputs of the default target: summary, claims, tables, figures (and so every run)."""
-    return ["results/summary.csv", "results/claims.md", *table_paths(), *figure_paths()]
+    return [
+        "results/summary.csv",
+        "results/claims.md",
+        *table_paths(),
+        *figure_paths(),
+        *html_paths(),
+    ]
+
+
+# ---------------------------------------------------------------- report parameters
+# A report item's "Job parameters" panel lists its job's params: pass what the job reads.
+def experiment_labels():
+    """{experiment: label} in config order (the label defaults to the key)."""
+    return {e: (cfg or {}).get("label", e) for e, cfg in config["experiments"].items()}
+
+
+def experiment_labels_and_papers():
+    """{experiment: {label, paper: {dataset: value}}}: row labels and the paper's values."""
+    return {
+        e: {"label": label, "paper": (config["experiments"][e] or {}).get("paper", {})}
+        for e, label in experiment_labels().items()
+    }
 
 
 # ---------------------------------------------------------------- input functions
@@ -263,3 +292,8 @@ def train_runtime(seeds):
     """Minutes for a train job: 30 per seed, times the attempt number (1, 2, 3, ...)."""
     n = 1 if seeds is None else len(seeds)
     return lambda wildcards, attempt: 30 * n * attempt
+
+
+def protocols_text():
+    """{protocol: what it measures on the datasets that run}: captions and HTML pages."""
+    return protocol_descriptions(run_datasets(config))

@@ -1,14 +1,25 @@
-# Run records -> test-accuracy curves (Figures 2 and 3), one job per figure.
+# Run records -> accuracy curves (Figures 2 and 3), one job per figure.
 rule figure:
     input:
         lambda wildcards: figure_run_paths(wildcards.figure),
     output:
-        pdf="results/figures/{figure}.pdf",
+        pdf=report(
+            "results/figures/{figure}.pdf",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels=lambda wildcards: {
+                "figure": config["figures"][wildcards.figure]["title"],
+                "format": "vector PDF",
+            },
+        ),
         png=report(
             "results/figures/{figure}.png",
             caption="../report/figure.rst",
             category="Figures",
-            labels={"figure": "{figure}"},
+            labels=lambda wildcards: {
+                "figure": config["figures"][wildcards.figure]["title"],
+                "format": "PNG",
+            },
         ),
     log:
         "logs/figures/{figure}.log",
@@ -22,7 +33,10 @@ rule figure:
         runtime=lambda wildcards, attempt: 10 * attempt,
     params:
         figure=lambda wildcards: config["figures"][wildcards.figure],
-        experiments=config["experiments"],
+        labels=lambda wildcards: {
+            e: experiment_labels()[e]
+            for e in config["figures"][wildcards.figure]["experiments"]
+        },
         config=config,
     script:
         "../scripts/figures.py"

@@ -11,11 +11,27 @@ rule tables:
                 f"results/tables/{table}.tex",
                 caption="../report/table.rst",
                 category="Tables",
-                labels={"table": table, "protocol": "configured"},
+                labels={
+                    "table": f"{table}: {config['tables'][table].get('title', table)}",
+                    "format": "LaTeX, {protocol} protocol".format(
+                        **config["table_metric"]
+                    ),
+                },
             )
             for table in TABLES
         ],
-        standard=[f"results/tables/standard/{table}.tex" for table in TABLES],
+        standard=[
+            report(
+                f"results/tables/standard/{table}.tex",
+                caption="../report/table.rst",
+                category="Tables",
+                labels={
+                    "table": f"{table}: {config['tables'][table].get('title', table)}",
+                    "format": "LaTeX, standard protocol",
+                },
+            )
+            for table in TABLES
+        ],
         index="results/tables/tables.tex",
         index_standard="results/tables/tables_standard.tex",
         markdown="results/tables/summary.md",
@@ -30,10 +46,47 @@ rule tables:
         mem_mb=lambda wildcards, attempt: 1000 * attempt,
         runtime=lambda wildcards, attempt: 10 * attempt,
     params:
-        config=lambda wildcards: {
-            key: config[key]
-            for key in ("experiments", "tables", "table_metric", "seeds")
-        },
+        tables=config["tables"],
+        experiments=lambda wildcards: experiment_labels_and_papers(),
+        table_metric=config["table_metric"],
+        seeds=len(SEEDS),
         out_dir=lambda wildcards, output: str(Path(output.index).parent),
     script:
         "../scripts/tables.py"
+
+
+# summary.csv -> Tables 1-5 as HTML pages (both protocols), shown in the report's page.
+rule tables_html:
+    input:
+        "results/summary.csv",
+    output:
+        tables=[
+            report(
+                f"results/tables/{table}.html",
+                caption="../report/table_html.rst",
+                category="Tables",
+                labels={
+                    "table": f"{table}: {config['tables'][table].get('title', table)}",
+                    "format": "HTML, both protocols",
+                },
+            )
+            for table in TABLES
+        ],
+    log:
+        "logs/tables/tables_html.log",
+    benchmark:
+        "benchmarks/tables/tables_html.tsv"
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        tables=config["tables"],
+        experiments=lambda wildcards: experiment_labels_and_papers(),
+        protocols=lambda wildcards: protocols_text(),
+        table_metric=config["table_metric"],
+        seeds=len(SEEDS),
+    script:
+        "../scripts/tables_html.py"

@@ -10,9 +10,16 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
 
 from gsmoe.report.claims import write_claims  # noqa: E402
 
+params = snakemake.params  # noqa: F821
 write_claims(
     snakemake.input[0],  # noqa: F821
-    snakemake.params.config,  # noqa: F821
+    {
+        "datasets": params.datasets,
+        "experiments": params.experiments,
+        "claims": params.claims,
+        "claims_alpha": params.claims_alpha,
+        "references": params.references,
+    },
     snakemake.output.md,  # noqa: F821
     snakemake.output.csv,  # noqa: F821
 )

@@ -17,7 +17,7 @@ verify_records([(p, read_json(p)) for p in snakemake.input], config, verify_code
 write_figure(
     list(snakemake.input),  # noqa: F821
     snakemake.params.figure,  # noqa: F821
-    snakemake.params.experiments,  # noqa: F821
+    {e: {"label": label} for e, label in snakemake.params.labels.items()},  # noqa: F821
     snakemake.output.pdf,  # noqa: F821
     snakemake.output.png,  # noqa: F821
 )

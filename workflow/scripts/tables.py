@@ -10,8 +10,14 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
 
 from gsmoe.report.tables import write_tables  # noqa: E402
 
+params = snakemake.params  # noqa: F821
 write_tables(
     snakemake.input[0],  # noqa: F821
-    snakemake.params.config,  # noqa: F821
-    snakemake.params.out_dir,  # noqa: F821
+    {
+        "tables": params.tables,
+        "experiments": params.experiments,
+        "table_metric": params.table_metric,
+        "seeds": params.seeds,
+    },
+    params.out_dir,
 )

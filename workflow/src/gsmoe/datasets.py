@@ -29,11 +29,10 @@ from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import Planetoid, TUDataset
 
 from gsmoe.download import raw_checksums
+from gsmoe.loaders import planetoid_raw_files, tu_members
 from gsmoe.provenance import check_prepared, write_prepared_manifest
 
-__all__ = ["SOURCES", "dataset_summary", "load_dataset", "prepared_file", "prepare_dataset"]
-
-_PLANETOID_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+__all__ = ["SOURCES", "load_dataset", "prepared_file", "prepare_dataset"]
 
 
 class _Offline:
@@ -184,26 +183,6 @@ def load_dataset(source: str, pyg_name: str, root: Path) -> InMemoryDataset:
     return cls(str(root), pyg_name, may_process=False)
 
 
-def dataset_summary(dataset: InMemoryDataset) -> dict[str, Any]:
-    """Sizes that identify a prepared dataset (checked by the tests; no rule logs them).
-
-    Graphs, nodes, edges, features, classes and, where the data has masks, the
-    train/val/test mask sizes.
-    """
-    data = dataset._data  # noqa: SLF001 (the collated storage; avoids iterating 600 graphs)
-    summary: dict[str, Any] = {
-        "graphs": len(dataset),
-        "nodes": int(data.num_nodes),
-        "edges": int(data.edge_index.size(1)),
-        "features": int(dataset.num_features),
-        "classes": int(dataset.num_classes),
-    }
-    for mask in ("train_mask", "val_mask", "test_mask"):
-        if mask in data:
-            summary[mask.removesuffix("_mask")] = int(data[mask].sum())
-    return summary
-
-
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` (POSIX; released if the process dies)."""
@@ -217,7 +196,7 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 def _stage_planetoid(pyg_name: str, raw_files: list[Path], raw_dir: Path) -> None:
     """Copy the eight ``ind.<name>.*`` files; any missing one is an error here, not in PyG."""
-    expected = {f"ind.{pyg_name.lower()}.{part}" for part in _PLANETOID_PARTS}
+    expected = set(planetoid_raw_files(pyg_name))
     given = {p.name: p for p in raw_files}
     missing = sorted(expected - set(given))
     if missing:
@@ -240,7 +219,6 @@ def _stage_tu(pyg_name: str, raw_files: list[Path], raw_dir: Path, verified_memb
                 continue
             with zf.open(info) as src, open(raw_dir / parts[1], "wb") as dst:
                 shutil.copyfileobj(src, dst)
-    needed = [f"{pyg_name}_{part}.txt" for part in ("A", "graph_indicator", "graph_labels")]
-    missing = [n for n in needed if not (raw_dir / n).is_file()]
+    missing = [m for m in tu_members(pyg_name) if not (raw_dir / PurePosixPath(m).name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{raw_files[0]} has no member(s) {[f'{pyg_name}/{n}' for n in missing]}")
+        raise FileNotFoundError(f"{raw_files[0]} has no member(s) {missing}")

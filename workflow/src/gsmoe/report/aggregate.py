@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from gsmoe.io import atomic_open, read_json
+from gsmoe.protocols import SUMMARY_METRICS  # summarised metric -> its protocol
 from gsmoe.report.stats import summary_stats
 from gsmoe.report.verify import verify_records
 
@@ -52,13 +53,6 @@ RUN_COLUMNS: list[str] = [
     "active_parameters",
     "device",
 ]
-
-#: Summarised metrics -> their protocol.
-SUMMARY_METRICS: dict[str, str] = {
-    "paper_last": "paper",
-    "paper_best": "paper",
-    "standard_test": "standard",
-}
 
 #: Columns of ``summary.csv``, in order.
 SUMMARY_COLUMNS: list[str] = [
@@ -192,8 +186,7 @@ def _paper_value(experiments_cfg: Mapping[str, Any] | None, experiment: str, dat
     """The paper's reported value for a cell, NaN if none (or no config given)."""
     if not experiments_cfg:
         return math.nan
-    paper = (experiments_cfg.get(experiment) or {}).get("paper") or {}
-    value = paper.get(dataset)
+    value = experiments_cfg[experiment]["paper"].get(dataset)  # absent: the paper gives none
     return float(value) if value is not None else math.nan
 
 

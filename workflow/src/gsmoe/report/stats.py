@@ -1,8 +1,9 @@
-"""Small, general statistics over seeds: summaries, paired differences, Welch's test.
+"""Small, general statistics over seeds: summaries, paired differences, Welch's test,
+the comparison of two experiments a claim is decided on, Holm's adjustment.
 
 Everything here works on plain numbers (sequences, or ``{seed: value}`` mappings for the
-paired functions) so the aggregation, the tables and a later claims report share one
-definition of "mean ± std" and "95 % interval" instead of re-deriving them.
+paired functions) so the aggregation, the tables and the claims share one definition of
+"mean ± std" and "95 % interval" instead of re-deriving them.
 
 Conventions:
 
@@ -23,9 +24,13 @@ import numpy as np
 from scipy import stats as _sps
 
 __all__ = [
+    "Comparison",
     "DiffResult",
     "SummaryStats",
     "WelchResult",
+    "compare_seeds",
+    "holm",
+    "min_attainable_p",
     "paired_difference",
     "sample_std",
     "sign_flip_permutation_test",
@@ -219,3 +224,98 @@ def welch(a: Iterable[float] | Mapping[Hashable, float], b: Iterable[float] | Ma
         n_a=int(xa.size),
         n_b=int(xb.size),
     )
+
+
+# --------------------------------------------------------------------------- two experiments
+
+
+def min_attainable_p(n_pairs: int, exact_max_n: int = EXACT_MAX_N) -> float:
+    """Smallest two-sided p the sign-flip test can give with ``n_pairs`` pairs.
+
+    Exact enumeration: the observed sign vector and its negation are always as extreme,
+    so ``p >= 2 / 2^n`` (1 for one pair).  Monte Carlo (``n > exact_max_n``, 10,000
+    resamples): ``1 / 10001``, far below any usual alpha.
+    """
+    if n_pairs < 1:
+        return 1.0
+    if n_pairs <= exact_max_n:
+        return min(1.0, 2.0 / 2.0**n_pairs)
+    return 1.0 / 10_001
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (same order as given; NaN stays NaN, not counted)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, math.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = idx.size
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The difference ``a - b`` of two experiments over seeds (:func:`compare_seeds`)."""
+
+    diff: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_value: float = math.nan
+    test: str = ""
+    paired: bool = False
+    n: int = 0
+    reason: str = ""  # why no verdict can be reached from it (empty if one can)
+    notes: tuple[str, ...] = ()
+
+
+def _welch_comparison(va: np.ndarray, vb: np.ndarray, confidence: float) -> Comparison:
+    se = math.sqrt(va.var(ddof=1) / va.size + vb.var(ddof=1) / vb.size)
+    if se == 0.0:
+        # Both groups constant (scipy would warn and give NaN): the interval is the point,
+        # p is 1 for equal means and undefined otherwise -> inconclusive, stated as such.
+        diff = float(va.mean() - vb.mean())
+        p = 1.0 if diff == 0.0 else math.nan
+        reason = "" if math.isfinite(p) else "both experiments have zero spread over seeds"
+        return Comparison(diff, diff, diff, p, "Welch t-test", False, 0, reason)
+    w = welch(va, vb)
+    half = float(_sps.t.ppf(0.5 + confidence / 2.0, w.df)) * se
+    return Comparison(w.mean_diff, w.mean_diff - half, w.mean_diff + half, w.p_value, "Welch t-test", False, 0)
+
+
+def compare_seeds(a: Mapping[int, float], b: Mapping[int, float], alpha: float) -> Comparison:
+    """``a - b`` ({seed: value} each): paired on the common seeds, Welch if none in common.
+
+    Paired: :func:`paired_difference` on the common seeds (the unmatched ones are listed in
+    ``notes``); fewer than 2 pairs, or too few for the exact test to reach ``alpha``
+    (:func:`min_attainable_p`), give a ``reason``.  Welch: interval
+    ``d ± t_{1-alpha/2, df} · sqrt(s_a²/n_a + s_b²/n_b)``; fewer than 2 runs on a side give
+    a ``reason``.  Intervals are at level ``1 - alpha``.
+    """
+    confidence = 1.0 - alpha
+    common = sorted(set(a) & set(b))
+    notes: list[str] = []
+    if common:
+        unmatched_a, unmatched_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        if unmatched_a or unmatched_b:
+            notes.append(f"paired on {len(common)} common seeds; unmatched seeds a: {unmatched_a}, b: {unmatched_b}")
+        if len(common) < 2:
+            reason = f"n too small ({len(common)} pair)"
+            return Comparison(n=len(common), paired=True, reason=reason, notes=tuple(notes))
+        r = paired_difference({s: a[s] for s in common}, {s: b[s] for s in common}, confidence)
+        reason = ""
+        floor = min_attainable_p(r.n)
+        if floor >= alpha:
+            reason = f"n too small: with {r.n} pairs the smallest attainable p is {floor:.3g} >= alpha {alpha:g}"
+        return Comparison(r.mean, r.ci_low, r.ci_high, r.p_value, r.test, True, r.n, reason, tuple(notes))
+    va, vb = np.array(list(a.values()), float), np.array(list(b.values()), float)
+    notes.append("no seed in common: unpaired Welch test")
+    if va.size < 2 or vb.size < 2:
+        return Comparison(reason=f"n too small ({va.size} and {vb.size} runs, unpaired)", notes=tuple(notes))
+    d = _welch_comparison(va, vb, confidence)
+    return Comparison(d.diff, d.ci_low, d.ci_high, d.p_value, d.test, False, 0, d.reason, tuple(notes))
