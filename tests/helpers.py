@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gsmoe.config import run_record_path
+from gsmoe.config import raw_files, resolve_run, run_record_path
 from gsmoe.io import write_json
+from gsmoe.provenance import RECORD_SCHEMA_VERSION, code_fingerprint
 
 # --------------------------------------------------------------------------- run records
 
@@ -67,6 +68,24 @@ def write_records(runs_dir: Path, records: Sequence[Mapping[str, Any]]) -> list[
         write_json(path, record)
         paths.append(path)
     return paths
+
+
+def data_checksums(config: Mapping[str, Any], dataset: str) -> dict[str, dict[str, Any]]:
+    """The raw-file checksums a dataset prepared from the config's files carries."""
+    return {s["relpath"]: {"sha256": s["sha256"], "members": dict(s["members"])} for s in raw_files(config, dataset)}
+
+
+def with_provenance(record: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` as a training job writes it for ``config``: the run-record schema version,
+    the run's resolved config and the provenance of the current code and of the config's raw
+    files, so that it passes the verification of ``report`` and the aggregate rule."""
+    dataset, experiment, seed = record["dataset"], record["experiment"], int(record["seed"])
+    return {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        **record,
+        "config": resolve_run(config, dataset, experiment, seed),
+        "provenance": {"code": code_fingerprint(), "data": data_checksums(config, dataset)},
+    }
 
 
 # --------------------------------------------------------------------------- HTTP

@@ -172,6 +172,7 @@ def test_diverged_run_writes_no_record_and_keeps_finished_ones(monkeypatch: pyte
     the diverged one has none (no partial or temporary file either)."""
     dataset = node_dataset()
     monkeypatch.setattr(train_mod, "load_dataset", lambda source, name, root: dataset)
+    monkeypatch.setattr(train_mod, "read_prepared_manifest", lambda processed: {"raw": {}})
     good = run_config("node")
     bad = {**run_config("node", lr=1e30), "seed": 1}
     outputs = [tmp_path / "runs" / "seed0.json", tmp_path / "runs" / "seed1.json"]

@@ -82,6 +82,17 @@ def _set(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def _add_enzymes(**split: Any) -> Callable[[dict[str, Any]], None]:
+    """Add config.yaml's ENZYMES (a graph dataset, which has splits) with ``split``."""
+
+    def change(cfg: dict[str, Any]) -> None:
+        shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+        cfg["sources"]["tu"] = shipped["sources"]["tu"]
+        cfg["datasets"]["ENZYMES"] = {**shipped["datasets"]["ENZYMES"], "split": split}
+
+    return change
+
+
 BAD_CONFIGS = {
     "unknown-key": (
         _set("experiments", "moe4", "model", "topk", value=2),
@@ -112,6 +123,19 @@ BAD_CONFIGS = {
     "negative-epochs": (
         _set("experiments", "moe4", "training", value={"epochs": -3}),
         "config: experiments.moe4.training.epochs (-3) must be >= 1",
+    ),
+    # valid for the schema, meaningless as results (gsmoe.config.check_meaningful_values)
+    "eval-every-above-epochs": (
+        _set("experiments", "moe4", "training", value={"eval_every": 500}),
+        "config: experiments.moe4.training.eval_every (500) must be smaller than epochs (400): only epoch 0",
+    ),
+    "seed-beyond-numpy": (
+        _set("seeds", value=[0, 2**32]),
+        "config: seeds[1] (4294967296) is outside the range numpy's seed accepts (0 .. 4294967295)",
+    ),
+    "empty-test-split": (
+        _add_enzymes(standard=[0.8, 0.1999999, 1e-7]),
+        "config: datasets.ENZYMES.split.standard[2] (1e-07) leaves the test part empty",
     ),
 }
 
@@ -181,7 +205,7 @@ def test_corrupt_truncated_and_missing_mirror_files(tmp_path: Path) -> None:
     # the good files were fetched; the bad ones left nothing (no temporary file either)
     good = sorted(set(expected) - {"ind.cora.x", "ind.cora.tx", "ind.cora.y"})
     assert files_below(workdir / "resources") == [f"raw/planetoid/{name}" for name in good]
-    assert not (workdir / "results").exists()
+    assert files_below(workdir / "results") == ["code_fingerprint.txt"]  # written while parsing; no job
 
     # the fix named in the message: put the right files in the mirror, rerun
     for bad in (corrupt, truncated, missing):
@@ -272,6 +296,7 @@ def test_sigkill_mid_training_then_rerun_incomplete_equals_uninterrupted(tmp_pat
     assert on_disk == done and not (on_disk & training)
     assert len(load_runs(run_paths(killed))) == len(on_disk)
     leftovers = [f for f in files_below(killed / "results") if f"results/{f}" not in on_disk]
+    leftovers.remove("code_fingerprint.txt")  # written while parsing the workflow
     assert all(re.fullmatch(r"runs/\w+/\w+/\.seed\d+\.json\.\w+\.tmp", f) for f in leftovers), leftovers
     assert not (killed / "results" / "runs.csv").exists()
     stamps = {run: (killed / run).stat().st_mtime_ns for run in on_disk}

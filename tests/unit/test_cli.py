@@ -8,10 +8,11 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from helpers import make_record, write_records
+from helpers import make_record, with_provenance, write_records
 
 import gsmoe.cli
 from gsmoe.cli import main
+from gsmoe.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "reliability" / "config_tiny.yaml"  # Cora, baseline + moe4, seeds 0 and 1
@@ -22,15 +23,18 @@ needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no local data mi
 
 @needs_mirror
 def test_fetch_train_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(ROOT)  # the config's relative mirror is resolved against the repository
-    config = ["--config", str(CONFIG)]
+    cfg = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    cfg["mirror"] = str(MIRROR)
+    cfg["datasets"]["Cora"]["training"].update(epochs=2, eval_every=1)  # report verifies each record's config
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    config = ["--config", str(tmp_path / "config.yaml")]
     root = tmp_path / "pyg" / "Cora"
     assert main([*config, "fetch", "Cora", "--raw-dir", str(tmp_path / "raw"), "--root", str(root)]) == 0
     runs = tmp_path / "runs"
     done = [("baseline", 0), ("baseline", 1), ("moe4", 0)]  # moe4 seed 1 is missing
     for experiment, seed in done:
         out = runs / "Cora" / experiment / f"seed{seed}.json"
-        main([*config, "train", "Cora", experiment, str(seed), "--root", str(root), "--out", str(out), "--epochs", "2"])
+        main([*config, "train", "Cora", experiment, str(seed), "--root", str(root), "--out", str(out)])
 
     capsys.readouterr()
     assert main([*config, "report", "--runs-dir", str(runs), "--out", str(tmp_path / "strict")]) == 1
@@ -52,7 +56,7 @@ def test_fetch_extracts_only_verified_zip_members(tmp_path: Path, monkeypatch: p
     members its checksums pin may be extracted."""
     prepared: dict[str, Any] = {}
     monkeypatch.setattr("gsmoe.download.fetch", lambda url, dest, **checks: None)
-    monkeypatch.setattr("gsmoe.datasets.prepare_dataset", lambda *args: prepared.update(args=args))
+    monkeypatch.setattr("gsmoe.datasets.prepare_dataset", lambda *args, **kwargs: prepared.update(args=args))
     config = ROOT / "config.yaml"
     assert main(["--config", str(config), "fetch", "ENZYMES", "--raw-dir", str(tmp_path), "--root", str(tmp_path / "pyg")]) == 0
     members = yaml.safe_load(config.read_text())["datasets"]["ENZYMES"]["files"][0]["members"]
@@ -83,8 +87,10 @@ def _two_dataset_config(tmp_path: Path) -> Path:
 
 def test_report_allow_missing_skips_a_figure_without_runs(tmp_path: Path) -> None:
     config = _two_dataset_config(tmp_path)
+    cfg = load_config(config)
     runs = tmp_path / "runs"
-    write_records(runs, [make_record("Cora", e, seed, 0.6 + 0.01 * seed) for e in ("baseline", "moe4") for seed in (0, 1)])
+    records = [make_record("Cora", e, seed, 0.6 + 0.01 * seed) for e in ("baseline", "moe4") for seed in (0, 1)]
+    write_records(runs, [with_provenance(record, cfg) for record in records])
     out = tmp_path / "report"
     stale = [out / "figures" / "curves_ENZYMES.pdf", out / "figures" / "curves_ENZYMES.png"]
     for path in stale:  # from an earlier report, when ENZYMES had runs

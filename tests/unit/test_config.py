@@ -58,7 +58,7 @@ def minimal() -> dict:
             "moe4": {
                 "label": "MoE 4",
                 "model": {"placement": "aggregate", "gate": "dense", "num_experts": 4},
-                "training": {"epochs": 5},
+                "training": {"epochs": 50},
                 "paper": {"Cora": 0.75},
             },
             "roles": {
@@ -172,7 +172,7 @@ def test_defaults_filled():
 def test_override_maps_are_not_filled():
     """experiments.<e>.model/training carry no defaults: absent keys are inherited."""
     cfg = validate_config(minimal())
-    assert cfg["experiments"]["moe4"]["training"] == {"epochs": 5}
+    assert cfg["experiments"]["moe4"]["training"] == {"epochs": 50}
     assert "dropout" not in cfg["experiments"]["moe4"]["model"]
     assert cfg["datasets"]["Cora"]["model"] == {"dropout": 0.5}
 
@@ -197,7 +197,7 @@ def test_resolve_run_merging_order():
         "gate": "dense",
         "num_experts": 4,
     }
-    assert run["training"]["epochs"] == 5 and run["training"]["lr"] == 0.01  # experiment <- dataset
+    assert run["training"]["epochs"] == 50 and run["training"]["lr"] == 0.01  # experiment <- dataset
     # experiment beats dataset for model keys
     graph = resolve_run(cfg, "ENZYMES", "roles", 0)
     assert graph["model"]["dropout"] == 0.1

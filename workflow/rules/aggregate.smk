@@ -18,8 +18,8 @@ rule aggregate:
         runtime=lambda wildcards, attempt: 10 * attempt,
     params:
         expected=RUNS,
-        experiments=config["experiments"],
         allow_missing=False,
+        config=config,
     message:
         f"aggregate {len(RUNS)} run records -> {{output.runs}}, {{output.summary}}"
     script:

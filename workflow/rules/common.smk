@@ -25,6 +25,12 @@ from gsmoe.config import (
     validate_config,
     verified_members,
 )
+from gsmoe.provenance import (
+    DamagedDatasetError,
+    check_prepared,
+    manifest_path,
+    update_code_fingerprint_file,
+)
 from gsmoe.overlay import OverlayError, resolve_base
 from gsmoe.report.evaluation_sets import protocol_descriptions, run_datasets
 
@@ -71,6 +77,14 @@ except ConfigError as err:
     raise config_error(err) from None
 config.clear()
 config.update(_checked)  # defaults filled, mirror absolute, "null = all" expanded
+
+# ---------------------------------------------------------------- code fingerprint
+# The hash of the package sources (gsmoe.provenance), an input of every training job.  It is
+# rewritten only when the code changed, so Snakemake retrains then, whatever its metadata
+# says (its `code` trigger sees the rule scripts, not the package).  For a change known not
+# to alter results: `python -m gsmoe accept-code` (docs/config.md, "Code changes").
+CODE_FINGERPRINT = "results/code_fingerprint.txt"
+update_code_fingerprint_file(CODE_FINGERPRINT, Path(GSMOE_SRC, "gsmoe"))
 
 DATASETS = list(config["datasets"])
 EXPERIMENTS = list(config["experiments"])
@@ -124,6 +138,11 @@ def pyg_root(dataset):
 def prepared_path(dataset):
     """PyG's processed file: the output of the prepare rule."""
     return f"{pyg_root(dataset)}/{config['datasets'][dataset]['pyg_name']}/processed/data.pt"
+
+
+def prepared_manifest_path(dataset):
+    """The raw-file checksums and the processed file's size and hash, written by prepare."""
+    return str(manifest_path(prepared_path(dataset)))
 
 
 def roles_path(dataset):
@@ -193,6 +212,15 @@ def download_spec(wildcards):
     return RAW[(wildcards.source, wildcards.relpath)]
 
 
+def raw_checksums(dataset):
+    """The prepare rule's checksums: relpath, sha256, members of each raw file (no URL, so
+    that moving the mirror does not prepare again)."""
+    return [
+        {key: spec[key] for key in ("relpath", "sha256", "members")}
+        for spec in raw_files(config, dataset)
+    ]
+
+
 def prepare_input(wildcards):
     if config["datasets"][wildcards.dataset]["pyg_name"] != wildcards.pyg_name:
         raise WorkflowError(
@@ -202,9 +230,33 @@ def prepare_input(wildcards):
     return dataset_raw_paths(wildcards.dataset)
 
 
+_INTACT = {}
+
+
+def check_prepared_size(dataset):
+    """Fail before scheduling any training job when a prepared file has another size than
+    prepare wrote (a truncated data.pt would fail every job, each attempt, alike)."""
+    path, manifest = prepared_path(dataset), prepared_manifest_path(dataset)
+    if not (Path(path).is_file() and Path(manifest).is_file()):
+        return  # prepare (re)builds it
+    key = (path, Path(path).stat().st_mtime_ns, Path(path).stat().st_size)
+    if key not in _INTACT:
+        try:
+            check_prepared(path, hash_contents=False)
+        except DamagedDatasetError as err:
+            raise WorkflowError(str(err)) from None
+        _INTACT[key] = True
+
+
 def train_input(wildcards):
-    """The prepared dataset, plus the roles table when the experiment uses the roles gate."""
-    inputs = {"dataset": prepared_path(wildcards.dataset)}
+    """The prepared dataset and its manifest, the code fingerprint, plus the roles table when
+    the experiment uses the roles gate."""
+    check_prepared_size(wildcards.dataset)
+    inputs = {
+        "dataset": prepared_path(wildcards.dataset),
+        "manifest": prepared_manifest_path(wildcards.dataset),
+        "code": CODE_FINGERPRINT,
+    }
     if needs_roles(config, wildcards.dataset, wildcards.experiment):
         inputs["roles"] = roles_path(wildcards.dataset)
     return inputs

@@ -4,6 +4,7 @@ rule prepare:
         prepare_input,
     output:
         "resources/pyg/{dataset}/{pyg_name}/processed/data.pt",
+        str(manifest_path("resources/pyg/{dataset}/{pyg_name}/processed/data.pt")),
     log:
         "logs/prepare/{dataset}/{pyg_name}.log",
     benchmark:
@@ -17,6 +18,7 @@ rule prepare:
         source=lambda wildcards: config["datasets"][wildcards.dataset]["source"],
         root=lambda wildcards: pyg_root(wildcards.dataset),
         verified_members=lambda wildcards: verified_members(config, wildcards.dataset),
+        checksums=lambda wildcards: raw_checksums(wildcards.dataset),
     message:
         "prepare {wildcards.dataset}: raw files -> PyG dataset {output}"
     script:

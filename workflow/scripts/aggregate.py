@@ -16,5 +16,5 @@ aggregate_runs(
     snakemake.output.runs,  # noqa: F821
     snakemake.output.summary,  # noqa: F821
     allow_missing=snakemake.params.allow_missing,  # noqa: F821
-    experiments_cfg=snakemake.params.experiments,  # noqa: F821
+    config=snakemake.params.config,  # noqa: F821
 )

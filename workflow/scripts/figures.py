@@ -1,4 +1,4 @@
-"""Snakemake script of rule `figure`: run records -> one figure (gsmoe.report.figures.write_figure)."""
+"""Snakemake script of rule `figure`: verified run records (gsmoe.report.verify) -> one figure (gsmoe.report.figures.write_figure)."""
 
 import sys
 from pathlib import Path
@@ -8,8 +8,13 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)  # noqa: F821
 # block PYTHONPATH
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
 
+from gsmoe.io import read_json  # noqa: E402
 from gsmoe.report.figures import write_figure  # noqa: E402
+from gsmoe.report.verify import verify_records  # noqa: E402
 
+# The workflow's validated config (not a param: the report shows a figure's params).
+config = snakemake.config  # noqa: F821
+verify_records([(p, read_json(p)) for p in snakemake.input], config, verify_code=config["verify_code"])  # noqa: F821
 write_figure(
     list(snakemake.input),  # noqa: F821
     snakemake.params.figure,  # noqa: F821

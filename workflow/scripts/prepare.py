@@ -1,4 +1,4 @@
-"""Snakemake script of rule `prepare`: raw files -> PyG folder (gsmoe.datasets.prepare_dataset)."""
+"""Snakemake script of rule `prepare`: verified raw files -> PyG folder (gsmoe.datasets.prepare_dataset)."""
 
 import sys
 from pathlib import Path
@@ -16,4 +16,5 @@ prepare_dataset(
     [Path(p) for p in snakemake.input],  # noqa: F821
     Path(snakemake.params.root),  # noqa: F821
     snakemake.params.verified_members,  # noqa: F821
+    checksums=snakemake.params.checksums,  # noqa: F821
 )

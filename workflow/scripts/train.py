@@ -18,4 +18,5 @@ train_and_save(
     Path(roles) if roles else None,
     device=snakemake.params.device,  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
+    die_with_parent=True,
 )

@@ -29,15 +29,19 @@ def _fetch(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     spec = dataset_config(config, args.dataset)
+    files = raw_files(config, args.dataset)
     paths = []
-    for item in raw_files(config, args.dataset):
+    for item in files:
         dest = Path(args.raw_dir) / spec["source"] / item["relpath"]
         if not dest.exists():
             print(f"fetching {item['url']} -> {dest}", file=sys.stderr)
             fetch(item["url"], dest, sha256=item.get("sha256"), members=item.get("members"))
         paths.append(dest)
-    # As the prepare rule: a zip checked member by member yields those members only.
-    prepare_dataset(spec["source"], spec["pyg_name"], paths, Path(args.root), verified_members(config, args.dataset))
+    # As the prepare rule: files verified again (also those fetched earlier), and a zip
+    # checked member by member yields those members only.
+    prepare_dataset(
+        spec["source"], spec["pyg_name"], paths, Path(args.root), verified_members(config, args.dataset), checksums=files
+    )
     print(f"{args.dataset} prepared in {args.root}", file=sys.stderr)
 
 
@@ -72,11 +76,13 @@ def _report(args: argparse.Namespace) -> None:
     from gsmoe.report.tables import write_tables
 
     config = load_config(args.config)
+    if args.verify_code is not None:
+        config["verify_code"] = args.verify_code
     out = Path(args.out)
     expected = run_table(config)
     paths = [run_record_path(args.runs_dir, r["dataset"], r["experiment"], r["seed"]) for r in expected]
     aggregate_runs(paths, expected, str(out / "runs.csv"), str(out / "summary.csv"),
-                   allow_missing=args.allow_missing, experiments_cfg=config["experiments"])
+                   allow_missing=args.allow_missing, config=config)
     write_tables(str(out / "summary.csv"), config, str(out / "tables"))
     for name, figure in config["figures"].items():
         figure_runs = [
@@ -98,6 +104,17 @@ def _report(args: argparse.Namespace) -> None:
         write_figure(figure_runs, figure, config["experiments"], str(pdf), str(png))
     write_claims(str(out / "runs.csv"), config, str(out / "claims.md"), str(out / "claims.csv"))
     print(f"report of {args.runs_dir} written to {out}", file=sys.stderr)
+
+
+def _accept_code(args: argparse.Namespace) -> None:
+    from gsmoe.provenance import update_code_fingerprint_file
+
+    update_code_fingerprint_file(args.file, accept=True)
+    print(
+        f"{args.file}: the current code is accepted, existing run records are not retrained for it. "
+        "Aggregate them with `verify_code: grid` in the config (or report --verify-code grid).",
+        file=sys.stderr,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output JSON file")
     train.add_argument("--device", default=None, help="auto, cpu or cuda (default: the config's device)")
     train.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=None, help="override the number of epochs")
+    train.add_argument("--epochs", type=_positive_int, default=None, help="override the number of epochs (the record's config then differs from the config's run, "
+                       "and report refuses it: for trying things out)")
     train.set_defaults(func=_train)
 
     report = commands.add_parser(
@@ -142,7 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report cells with fewer seeds than configured (n is recorded per cell) "
                         "instead of failing on missing runs; a figure without any runs is skipped with a "
                         "warning and its file from an earlier report removed")
+    report.add_argument("--verify-code", choices=("current", "grid"), default=None,
+                        help="code fingerprint check of every record: current (equal to this code's) or grid "
+                        "(equal across all records); default: the config's verify_code")
     report.set_defaults(func=_report)
+
+    accept = commands.add_parser(
+        "accept-code",
+        help="after a code change known not to alter results: record the current code fingerprint "
+        "without making the training jobs outdated (docs/config.md, 'Code changes')",
+    )
+    accept.add_argument("--file", default="results/code_fingerprint.txt",
+                        help="the workflow's fingerprint file (default: %(default)s)")
+    accept.set_defaults(func=_accept_code)
     return parser
 
 

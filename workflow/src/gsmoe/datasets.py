@@ -6,6 +6,11 @@ used here refuse to download: if PyG ever wanted to, a raw file is missing and t
 would otherwise silently depend on whatever the internet serves that day.  Loading is
 likewise separated from processing: :func:`load_dataset` never (re)processes, so every
 training run reads the one processed copy made by the ``prepare`` rule.
+
+``prepare`` verifies the raw files again (they may have changed since their download) and
+leaves a manifest beside ``processed/data.pt`` (:mod:`gsmoe.provenance`): the raw files'
+SHA-256, which every run record copies, and the processed file's own size and SHA-256,
+against which :func:`load_dataset` checks it.
 """
 
 from __future__ import annotations
@@ -16,15 +21,19 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import Planetoid, TUDataset
 
+from gsmoe.download import raw_checksums
 from gsmoe.loaders import planetoid_raw_files, tu_members
+from gsmoe.provenance import check_prepared, write_prepared_manifest
 
-__all__ = ["SOURCES", "load_dataset", "prepare_dataset"]
+__all__ = ["SOURCES", "load_dataset", "prepared_file", "prepare_dataset"]
+
 
 class _Offline:
     """Mixin: forbid PyG's download, and processing unless explicitly allowed.
@@ -91,6 +100,8 @@ def prepare_dataset(
     raw_files: list[Path],
     root: Path,
     verified_members: Collection[str] | None = None,
+    *,
+    checksums: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
     """Build ``root/<pyg_name>/{raw,processed}`` from verified raw files.
 
@@ -105,6 +116,12 @@ def prepare_dataset(
             so an extra, unverified file in the archive (PyG reads optional ones such as
             ``<name>_edge_labels.txt``) cannot change the dataset.  ``None``: the archive
             was verified as a whole, every member is extracted.
+        checksums: per raw file, in the order of ``raw_files``, its config entry
+            (``relpath``, ``sha256``, ``members``; :func:`gsmoe.config.raw_files`): each
+            file is verified against it again before it is read, and a file changed since
+            its download raises :class:`gsmoe.download.ChecksumError` naming it and the
+            fix.  ``None`` (tests) verifies nothing; the manifest then records the files'
+            SHA-256 without members.
 
     The folder is built in a temporary directory inside ``root`` and renamed into place,
     under an exclusive lock on ``root/.<pyg_name>.lock``: two jobs preparing the same root
@@ -113,6 +130,15 @@ def prepare_dataset(
     """
     cls = _dataset_class(source)
     root = Path(root)
+    raw_files = [Path(p) for p in raw_files]
+    if checksums is not None and len(checksums) != len(raw_files):
+        raise ValueError(f"{len(raw_files)} raw files but {len(checksums)} checksum entries")
+    specs = checksums if checksums is not None else [{"relpath": p.name, "sha256": None} for p in raw_files]
+    # Before anything is read: the bytes the dataset is built from are the verified ones.
+    verified = {
+        spec["relpath"]: raw_checksums(path, spec.get("sha256"), spec.get("members"))
+        for path, spec in zip(raw_files, specs, strict=True)
+    }
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / f".{pyg_name}.lock"):
         build = Path(tempfile.mkdtemp(prefix=f".{pyg_name}.", suffix=".tmp", dir=root))
@@ -120,10 +146,11 @@ def prepare_dataset(
             raw_dir = build / pyg_name / "raw"
             raw_dir.mkdir(parents=True)
             if source == "planetoid":
-                _stage_planetoid(pyg_name, [Path(p) for p in raw_files], raw_dir)
+                _stage_planetoid(pyg_name, raw_files, raw_dir)
             else:
-                _stage_tu(pyg_name, [Path(p) for p in raw_files], raw_dir, verified_members)
+                _stage_tu(pyg_name, raw_files, raw_dir, verified_members)
             cls(str(build), pyg_name, may_process=True)
+            write_prepared_manifest(prepared_file(build, pyg_name), verified)
             final = root / pyg_name
             if final.exists():
                 final.rename(build / "previous")
@@ -132,17 +159,27 @@ def prepare_dataset(
             shutil.rmtree(build, ignore_errors=True)
 
 
+def prepared_file(root: str | Path, pyg_name: str) -> Path:
+    """PyG's processed file of a prepared dataset, ``root/<pyg_name>/processed/data.pt``."""
+    return Path(root) / pyg_name / "processed" / "data.pt"
+
+
 def load_dataset(source: str, pyg_name: str, root: Path) -> InMemoryDataset:
-    """Load a dataset prepared by :func:`prepare_dataset`; never downloads or processes."""
+    """Load a dataset prepared by :func:`prepare_dataset`; never downloads or processes.
+
+    The processed file is checked against its manifest first: a truncated or otherwise
+    changed file raises :class:`gsmoe.provenance.DamagedDatasetError` naming it and the
+    fix, instead of an unpickling error that names no file.
+    """
     cls = _dataset_class(source)
-    folder = Path(root) / pyg_name
-    processed = folder / "processed" / "data.pt"
+    processed = prepared_file(root, pyg_name)
     if not processed.is_file():
         raise FileNotFoundError(
             f"dataset {pyg_name!r} is not prepared: {processed} does not exist. Run the "
             f"`prepare` rule for it (e.g. `snakemake {Path(root)}`) or "
             f"gsmoe.datasets.prepare_dataset({source!r}, {pyg_name!r}, raw_files, {str(root)!r})."
         )
+    check_prepared(processed)
     return cls(str(root), pyg_name, may_process=False)
 
 

@@ -74,5 +74,11 @@ def graph_splits(
     if len(standard) != 3:
         raise ValueError(f"standard must be (train, val, test) fractions, got {list(standard)}")
     train, val, test = stratified_split(labels, standard, seed)
+    for name, part in (("train", train), ("val", val), ("test", test)):
+        if part.numel() == 0:  # an accuracy over no graphs is no number
+            raise ValueError(
+                f"split fractions {list(standard)} leave the {name} part of {labels.numel()} graphs empty; "
+                "raise its fraction in datasets.<dataset>.split.standard"
+            )
     heldout = torch.sort(torch.cat([val, test])).values
     return {"train": train, "val": val, "test": test, "heldout": heldout}

@@ -17,10 +17,10 @@ is the union of the standard validation and test parts, so a single run serves b
 
 from __future__ import annotations
 
-import importlib.metadata
+import ctypes
 import os
-import platform
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,19 +31,49 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from gsmoe import __version__
 from gsmoe.console import announce
-from gsmoe.datasets import load_dataset
+from gsmoe.datasets import load_dataset, prepared_file
 from gsmoe.io import write_json
 from gsmoe.modelspec import needs_roles
 from gsmoe.nn import GraphSAGEMoE, build_model
 from gsmoe.nn.runtime import keep_freed_memory
 from gsmoe.optim import Optimizer, make_optimizer
+from gsmoe.provenance import RECORD_SCHEMA_VERSION, code_fingerprint, environment, read_prepared_manifest
 from gsmoe.roles import attach_roles, load_roles
 from gsmoe.tasks import GraphTask, NodeTask, TrainingDivergedError, make_task
 
-#: Packages whose versions go into every run record.
-RECORDED_PACKAGES = ("torch", "torch_geometric", "numpy", "scipy", "graphrole", "networkx", "scikit-learn")
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class OrphanedJobError(RuntimeError):
+    """The process that started this training job is gone; the job stops without a record."""
+
+
+class ParentWatch:
+    """Ties a training job to the process that started it (Snakemake).
+
+    A job whose Snakemake was SIGKILLed (out of memory, a lost login shell) would go on
+    training and minutes later replace the record of a newer run with one trained under
+    the old settings.  On Linux the kernel sends this process SIGTERM when its parent dies
+    (``PR_SET_PDEATHSIG``); everywhere, :meth:`check` (between epochs and right before a
+    record is written) sees that the parent changed, the sign that it died.
+    """
+
+    def __init__(self) -> None:
+        self.parent = os.getppid()
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+                _log(f"prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}); relying on parent checks")
+        self.check("at start")  # the parent may have died before prctl
+
+    def check(self, when: str) -> None:
+        """Raise :class:`OrphanedJobError` if the parent process is gone."""
+        if os.getppid() != self.parent:
+            raise OrphanedJobError(
+                f"the process that started this training job (pid {self.parent}) is gone ({when}); "
+                "stopping without writing a record: a newer run may own the output"
+            )
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -83,17 +113,6 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def environment() -> dict[str, str]:
-    """Versions of Python, the platform and the recorded packages."""
-    versions = {"python": platform.python_version(), "platform": platform.platform(), "gsmoe": __version__}
-    for package in RECORDED_PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
 def _run_name(run_cfg: dict[str, Any]) -> str:
     return f"{run_cfg['dataset']}/{run_cfg['experiment']}/seed{run_cfg['seed']}"
 
@@ -118,6 +137,7 @@ def train_run(
     *,
     device: torch.device | str = "auto",
     progress: Callable[[str], None] | None = None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train one fully resolved run config (see ``docs/design.md``) and return its record.
 
@@ -125,6 +145,7 @@ def train_run(
     used).  Raises :class:`TrainingDivergedError` naming the run and epoch when the loss,
     an evaluation's model output or, after the last epoch, a parameter stops being finite:
     a diverged run has no record, rather than one with a NaN or an arbitrary accuracy.
+    ``after_epoch(epoch)`` is called after every epoch (the job's parent check).
     """
     device = pick_device(device) if isinstance(device, str) else device
     name = _run_name(run_cfg)
@@ -167,6 +188,8 @@ def train_run(
                     f"val {evaluation.val:.3f} test {evaluation.test:.3f} "
                     f"({time.perf_counter() - start:.1f}s)"
                 )
+        if after_epoch is not None:
+            after_epoch(epoch)
     wall_time = time.perf_counter() - start
     # Steps after the last evaluation can still have diverged; such weights are no result.
     bad = [pname for pname, param in model.named_parameters() if not bool(torch.isfinite(param).all())]
@@ -220,12 +243,18 @@ def train_and_save(
     *,
     device: str = "auto",
     threads: int | None = None,
+    die_with_parent: bool = False,
 ) -> None:
     """Train several runs of one dataset in this process and write one JSON per run.
 
     Loading torch, PyG and the dataset costs seconds; training several seeds in one job
     pays that once.  Each record is written atomically as soon as its run ends, so an
-    interrupted job keeps the runs it finished and leaves no partial file.
+    interrupted job keeps the runs it finished and leaves no partial file.  Each record
+    gets ``schema_version`` and ``provenance`` (the code fingerprint taken when the job
+    started, and the raw-file checksums of the prepared dataset; docs/design.md).
+
+    ``die_with_parent`` (the train rule): the job ends without writing another record
+    once the process that started it is gone (:class:`ParentWatch`).
     """
     if len(run_configs) != len(outputs):
         raise ValueError(f"{len(run_configs)} run configs but {len(outputs)} output paths")
@@ -235,11 +264,15 @@ def train_and_save(
     if len(datasets) != 1:
         raise ValueError(f"one job trains runs of one dataset, got {sorted(d[0] for d in datasets)}")
     (_, source, pyg_name), = datasets
+    watch = ParentWatch() if die_with_parent else None
+    after_epoch = (lambda epoch: watch.check(f"after epoch {epoch}")) if watch is not None else None
+    code = code_fingerprint()  # the code this process imported, before it trains
     set_threads(threads)
     # A training job owns its process: keeping freed heap memory for reuse makes large
     # MoE steps 1.2-1.7x faster and changes no number (gsmoe.nn.runtime).
     keep_freed_memory()
     dataset = load_dataset(source, pyg_name, Path(dataset_root))
+    provenance = {"code": code, "data": read_prepared_manifest(prepared_file(dataset_root, pyg_name))["raw"]}
     if roles_path is not None:
         attach_roles(dataset, load_roles(roles_path))
     elif any(needs_roles(cfg["model"]) for cfg in run_configs):
@@ -247,8 +280,10 @@ def train_and_save(
     resolved_device = pick_device(device)
     for cfg, out in zip(run_configs, outputs, strict=True):
         _log(f"[{_run_name(cfg)}] training on {resolved_device} with {torch.get_num_threads()} thread(s)")
-        record = train_run(cfg, dataset, device=resolved_device, progress=_log)
-        write_json(out, record)
+        record = train_run(cfg, dataset, device=resolved_device, progress=_log, after_epoch=after_epoch)
+        if watch is not None:
+            watch.check("before writing the record")
+        write_json(out, {"schema_version": RECORD_SCHEMA_VERSION, **record, "provenance": provenance})
         announce(_finished_line(record))
 
 

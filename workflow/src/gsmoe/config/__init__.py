@@ -6,7 +6,8 @@ The workflow (``workflow/rules/common.smk``) and the unit tests both go through
 1. passed ``workflow/schemas/config.schema.yaml`` (:mod:`gsmoe.config.schema`; a failure
    names the key path and the fix),
 2. passed the checks a JSON schema cannot express (:mod:`gsmoe.config.semantics`, the
-   claims in :mod:`gsmoe.config.claims`), every problem reported at once,
+   claims in :mod:`gsmoe.config.claims`), every problem reported at once, and the values
+   that would make results meaningless (:func:`check_meaningful_values`),
 3. has every schema default filled in, ``mirror`` made absolute, and the "null = all"
    shorthands (``experiments.<e>.datasets``, ``tables.<t>.columns``, row labels, a graph
    dataset's ``split``) expanded.
@@ -37,7 +38,7 @@ from gsmoe.config.schema import (
     schema_error_message,
     split_defaults,
 )
-from gsmoe.config.semantics import semantic_errors
+from gsmoe.config.semantics import check_meaningful_values, semantic_errors
 
 __all__ = [
     "SCHEMA_PATH",
@@ -47,6 +48,7 @@ __all__ = [
     "validate_config",
     "schema_error_message",
     "semantic_errors",
+    "check_meaningful_values",
     "model_defaults",
     "dataset_config",
     "resolve_run",

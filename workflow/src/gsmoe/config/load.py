@@ -21,7 +21,7 @@ from gsmoe.config.schema import (
     schema_errors,
     split_defaults,
 )
-from gsmoe.config.semantics import semantic_errors
+from gsmoe.config.semantics import check_meaningful_values, semantic_errors
 from gsmoe.overlay import OverlayError, resolve_base
 
 __all__ = ["load_config", "validate_config"]
@@ -73,6 +73,8 @@ def validate_config(
     fill_defaults(cfg, schema, schema)
     errors = list(dict.fromkeys(schema_error_message(error) for error in violations))
     errors += semantic_errors(cfg, invalid=[path for error in violations for path in invalid_paths(error)])
+    if not violations:  # compares values, which only a config that passed the schema has right
+        errors += check_meaningful_values(cfg)
     if errors:
         raise ConfigError("\n".join(errors))
     _expand_shorthands(cfg)

@@ -4,6 +4,9 @@ Each check reads some top-level sections (:data:`_CHECKS`); it runs on what pass
 schema (skipping a dataset, experiment, ... with a schema error), so that one validation
 reports every problem it can find, schema and semantic alike.  Every message starts with
 ``config: <key path>`` and says what to change.
+
+:func:`check_meaningful_values` checks values that are valid but would make every result
+meaningless; it reads a config that passed the schema as a whole.
 """
 
 from __future__ import annotations
@@ -311,3 +314,63 @@ _CHECKS: list[tuple[tuple[str, ...], tuple[str, ...], Callable[[Mapping[str, Any
     (("claims",), ("datasets", "experiments"), _claim_errors),
     ((), ("references", "datasets", "experiments"), _reference_errors),
 ]
+
+
+#: Seeds ``np.random.seed`` accepts: 0 .. 2**32 - 1.
+NUMPY_SEED_MAX = 2**32 - 1
+#: A split fraction this small is 0 within the tolerance of the sum check: its part is empty.
+_EMPTY_FRACTION = 1e-6
+
+
+def check_meaningful_values(config: Mapping[str, Any]) -> list[str]:
+    """Values the schema accepts but that make every result meaningless; one message each.
+
+    - ``eval_every`` >= ``epochs`` (with more than one epoch): only epoch 0 is evaluated,
+      so each record's "last evaluation" is the untrained model's accuracy;
+    - a split part of a graph dataset whose fraction is 0 within the sum's tolerance: an
+      evaluation set would be empty (a part too small for the classes of the data is
+      refused when the split is made, :func:`gsmoe.splits.graph_splits`);
+    - seeds (and ``roles.seed``) above what ``np.random.seed`` accepts.
+
+    ``config`` must have passed the schema.
+    """
+    errors: list[str] = []
+    datasets, experiments = config.get("datasets", {}), config.get("experiments", {})
+    for exp, spec in experiments.items():
+        for dataset in [d for d in datasets if spec.get("datasets") is None or d in spec["datasets"]]:
+            own, base = spec.get("training") or {}, datasets[dataset].get("training") or {}
+            training = {**base, **own}
+            if "epochs" not in training or "eval_every" not in training:
+                continue  # defaults not filled yet; checked again after filling
+            epochs, every = training["epochs"], training["eval_every"]
+            if epochs > 1 and every >= epochs:
+                owner = f"experiments.{exp}.training" if "eval_every" in own or "epochs" in own else f"datasets.{dataset}.training"
+                message = (
+                    f"config: {owner}.eval_every ({every}) must be smaller than epochs ({epochs}): only "
+                    "epoch 0 would be evaluated, and every record would report the untrained model's "
+                    "accuracy as its last evaluation; lower eval_every or raise epochs."
+                )
+                if message not in errors:
+                    errors.append(message)
+    for name, ds in datasets.items():
+        split = ds.get("split") or {}
+        for part, names in (("standard", ("train", "val", "test")), ("paper", ("train", "held-out"))):
+            for i, fraction in enumerate(split.get(part) or []):
+                if fraction < _EMPTY_FRACTION:
+                    errors.append(
+                        f"config: datasets.{name}.split.{part}[{i}] ({fraction:g}) leaves the {names[i]} "
+                        f"part empty (a fraction below {_EMPTY_FRACTION:g} is 0 for the sum check); give "
+                        "every part at least one graph of each class."
+                    )
+    for i, seed in enumerate(config.get("seeds", [])):
+        if seed > NUMPY_SEED_MAX:
+            errors.append(
+                f"config: seeds[{i}] ({seed}) is outside the range numpy's seed accepts "
+                f"(0 .. {NUMPY_SEED_MAX}); use a smaller seed."
+            )
+    roles_seed = (config.get("roles") or {}).get("seed", 0)
+    if roles_seed > NUMPY_SEED_MAX:
+        errors.append(
+            f"config: roles.seed ({roles_seed}) is outside the range numpy's seed accepts (0 .. {NUMPY_SEED_MAX})."
+        )
+    return errors

@@ -22,6 +22,7 @@ import pandas as pd
 from gsmoe.io import atomic_open, read_json
 from gsmoe.protocols import SUMMARY_METRICS  # summarised metric -> its protocol
 from gsmoe.report.stats import summary_stats
+from gsmoe.report.verify import verify_records
 
 __all__ = [
     "IncompleteRunsError",
@@ -285,8 +286,10 @@ def aggregate_runs(
     *,
     experiments_cfg: Mapping[str, Any] | None = None,
     confidence: float = 0.95,
+    config: Mapping[str, Any] | None = None,
 ) -> None:
-    """Load run records, check completeness, write ``runs.csv`` and ``summary.csv`` atomically.
+    """Load run records, verify them, check completeness, write ``runs.csv`` and
+    ``summary.csv`` atomically.
 
     Args:
         run_paths: run record files.  Paths that do not exist are skipped and their runs
@@ -295,13 +298,24 @@ def aggregate_runs(
         expected: the run table, ``[{dataset, experiment, seed}, ...]``.
         runs_csv, summary_csv: output paths.
         allow_missing: warn instead of failing when expected runs are absent.
-        experiments_cfg: ``config["experiments"]``, for the ``paper`` column of the summary.
+        experiments_cfg: ``config["experiments"]``, for the ``paper`` column of the summary
+            (default: that of ``config``).
         confidence: level of the t-interval.
+        config: today's validated config.  Every record is first verified against the
+            run it stands for (:func:`gsmoe.report.verify.verify_records`, code checked as
+            ``config["verify_code"]`` says); a mismatch raises
+            :class:`~gsmoe.report.verify.RecordMismatchError` and nothing is written.  The
+            workflow and ``python -m gsmoe report`` always pass it; without it (tests of
+            the statistics) records are not verified.
     """
     present, absent = [], []
     for path in run_paths:
         (present if Path(path).exists() else absent).append(str(path))
     records = load_runs(present)
+    if config is not None:
+        verify_records(list(zip(present, records, strict=True)), config, verify_code=config["verify_code"])
+        if experiments_cfg is None:
+            experiments_cfg = config["experiments"]
     check_complete(records, expected, allow_missing=allow_missing)  # names every missing run
     if absent and not allow_missing:  # absent files of runs outside ``expected``
         raise FileNotFoundError(f"run record(s) not found: {', '.join(absent)}")
