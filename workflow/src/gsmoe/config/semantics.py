@@ -332,16 +332,15 @@ def check_meaningful_values(config: Mapping[str, Any]) -> list[str]:
       refused when the split is made, :func:`gsmoe.splits.graph_splits`);
     - seeds (and ``roles.seed``) above what ``np.random.seed`` accepts.
 
-    ``config`` must have passed the schema.
+    ``config`` must have passed the schema and have its defaults filled
+    (:func:`gsmoe.config.validate_config` calls it so).
     """
     errors: list[str] = []
-    datasets, experiments = config.get("datasets", {}), config.get("experiments", {})
+    datasets, experiments = config["datasets"], config["experiments"]
     for exp, spec in experiments.items():
-        for dataset in [d for d in datasets if spec.get("datasets") is None or d in spec["datasets"]]:
-            own, base = spec.get("training") or {}, datasets[dataset].get("training") or {}
-            training = {**base, **own}
-            if "epochs" not in training or "eval_every" not in training:
-                continue  # defaults not filled yet; checked again after filling
+        for dataset in [d for d in datasets if spec["datasets"] is None or d in spec["datasets"]]:
+            own = spec["training"]
+            training = {**datasets[dataset]["training"], **own}
             epochs, every = training["epochs"], training["eval_every"]
             if epochs > 1 and every >= epochs:
                 owner = f"experiments.{exp}.training" if "eval_every" in own or "epochs" in own else f"datasets.{dataset}.training"
@@ -362,15 +361,16 @@ def check_meaningful_values(config: Mapping[str, Any]) -> list[str]:
                         f"part empty (a fraction below {_EMPTY_FRACTION:g} is 0 for the sum check); give "
                         "every part at least one graph of each class."
                     )
-    for i, seed in enumerate(config.get("seeds", [])):
+    for i, seed in enumerate(config["seeds"]):
         if seed > NUMPY_SEED_MAX:
             errors.append(
                 f"config: seeds[{i}] ({seed}) is outside the range numpy's seed accepts "
                 f"(0 .. {NUMPY_SEED_MAX}); use a smaller seed."
             )
-    roles_seed = (config.get("roles") or {}).get("seed", 0)
+    roles_seed = config["roles"]["seed"]
     if roles_seed > NUMPY_SEED_MAX:
         errors.append(
-            f"config: roles.seed ({roles_seed}) is outside the range numpy's seed accepts (0 .. {NUMPY_SEED_MAX})."
+            f"config: roles.seed ({roles_seed}) is outside the range numpy's seed accepts (0 .. {NUMPY_SEED_MAX}); "
+            "use a smaller seed."
         )
     return errors
