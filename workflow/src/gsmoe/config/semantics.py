@@ -172,6 +172,15 @@ def _split_errors(name: str, ds: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+def _unknown(path: str, kind: str, name: str, known: Collection[str]) -> str:
+    """The message for a ``kind`` (``dataset`` or ``experiment``) named at ``path`` that the
+    config does not define: the known names and the fix."""
+    return (
+        f"config: {path} names unknown {kind} {name!r} (known: {', '.join(known) or 'none'}); "
+        f"correct the name, add it under {kind}s: or remove it."
+    )
+
+
 # --------------------------------------------------------------------------- experiments
 
 
@@ -183,15 +192,10 @@ def _experiment_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str
             continue
         for d in spec["datasets"] or []:
             if d not in datasets:
-                errors.append(
-                    f"config: experiments.{exp}.datasets names unknown dataset {d!r} "
-                    f"(known: {', '.join(datasets)}); add it under datasets: or remove it."
-                )
+                errors.append(_unknown(f"experiments.{exp}.datasets", "dataset", d, datasets))
         for d in spec["paper"]:
             if d not in datasets:
-                errors.append(
-                    f"config: experiments.{exp}.paper names unknown dataset {d!r} (known: {', '.join(datasets)})."
-                )
+                errors.append(_unknown(f"experiments.{exp}.paper", "dataset", d, datasets))
         seen: set[str] = set()
         for d in [d for d in datasets if spec["datasets"] is None or d in spec["datasets"]]:
             if invalid.at("datasets", d, "model"):
@@ -232,15 +236,11 @@ def _table_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
             continue
         for d in table["columns"] or []:
             if d not in datasets:
-                errors.append(
-                    f"config: tables.{name}.columns names unknown dataset {d!r} (known: {', '.join(datasets)})."
-                )
+                errors.append(_unknown(f"tables.{name}.columns", "dataset", d, datasets))
         for i, row in enumerate(table["rows"]):
             if row["experiment"] not in experiments:
-                errors.append(
-                    f"config: tables.{name}.rows[{i}].experiment names unknown experiment "
-                    f"{row['experiment']!r} (known: {', '.join(experiments)})."
-                )
+                path = f"tables.{name}.rows[{i}].experiment"
+                errors.append(_unknown(path, "experiment", row["experiment"], experiments))
     return errors
 
 
@@ -251,17 +251,11 @@ def _figure_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
         if invalid.at("figures", name):
             continue
         if fig["dataset"] not in datasets:
-            errors.append(
-                f"config: figures.{name}.dataset names unknown dataset {fig['dataset']!r} "
-                f"(known: {', '.join(datasets)})."
-            )
+            errors.append(_unknown(f"figures.{name}.dataset", "dataset", fig["dataset"], datasets))
             continue
         for exp in fig["experiments"]:
             if exp not in experiments:
-                errors.append(
-                    f"config: figures.{name}.experiments names unknown experiment {exp!r} "
-                    f"(known: {', '.join(experiments)})."
-                )
+                errors.append(_unknown(f"figures.{name}.experiments", "experiment", exp, experiments))
             elif not invalid.at("experiments", exp, "datasets") and (
                 fig["dataset"] not in experiment_datasets(config, exp)
             ):
@@ -291,10 +285,10 @@ def _reference_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]
         if invalid.at("references", dataset):
             continue
         if dataset not in config["datasets"]:
-            errors.append(f"config: references.{dataset} names unknown dataset {dataset!r}.")
+            errors.append(_unknown(f"references.{dataset}", "dataset", dataset, config["datasets"]))
         if ref["experiment"] not in config["experiments"]:
             errors.append(
-                f"config: references.{dataset}.experiment names unknown experiment {ref['experiment']!r}."
+                _unknown(f"references.{dataset}.experiment", "experiment", ref["experiment"], config["experiments"])
             )
     return errors
 
