@@ -220,10 +220,6 @@ class DirectionalTest:
     test: str
     reason: str  # why there is no test ('' when there is one)
 
-    def verdict(self, alpha: float) -> str:
-        """:func:`directional_verdict` of the unadjusted p-values."""
-        return directional_verdict(self.p_value, self.p_opposite, alpha)
-
 
 def directional_test(
     d: npt.ArrayLike, direction: str, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
@@ -334,10 +330,6 @@ class EquivalenceTest:
     ci_high: float
     reason: str  # why the t-tests are undefined ('' when they are defined)
 
-    def verdict(self, alpha: float) -> tuple[str, str]:
-        """:func:`equivalence_verdict` of the unadjusted p-values."""
-        return equivalence_verdict(self.p_tost, self.p_difference, alpha)
-
 
 def equivalence_test(
     d: npt.ArrayLike, margin: float, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
@@ -394,10 +386,6 @@ class NonSuperiorityTest:
     p_superior: float
     upper: float
     reason: str
-
-    def verdict(self, alpha: float) -> tuple[str, str]:
-        """:func:`non_superiority_verdict` of the unadjusted p-values."""
-        return non_superiority_verdict(self.p_value, self.p_superior, alpha)
 
 
 def non_superiority_test(
