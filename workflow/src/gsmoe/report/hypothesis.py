@@ -68,12 +68,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as _sps
 
-from gsmoe.report.stats import EXACT_MAX_N, t_interval
+from gsmoe.report.stats import t_interval
 
 __all__ = [
     "DIFFERENT",
     "DOES_NOT_HOLD",
     "EQUIVALENT",
+    "EXACT_MAX_N",
     "HOLDS",
     "INCONCLUSIVE",
     "NOT_SUPERIOR",
@@ -96,6 +97,10 @@ __all__ = [
 ]
 
 Direction = Literal["greater", "less"]
+
+#: Largest number of pairs for which :func:`sign_flip_p` enumerates all 2^n sign vectors
+#: (2^16 = 65,536: milliseconds).  Beyond it, a seeded Monte Carlo.
+EXACT_MAX_N = 16
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
