@@ -198,6 +198,11 @@ def experiment_labels():
     return {e: cfg["label"] for e, cfg in config["experiments"].items()}
 
 
+def table_report_label(table):
+    """A table's label in the report's Tables category: its key and its title."""
+    return f"{table}: {config['tables'][table]['title']}"
+
+
 def experiment_labels_and_papers():
     """{experiment: {label, paper: {dataset: value}}}: row labels and the paper's values."""
     return {
