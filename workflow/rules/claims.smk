@@ -23,8 +23,7 @@ rule claims:
     params:
         datasets=DATASETS,
         experiments={
-            e: {"paper": (cfg or {}).get("paper", {})}
-            for e, cfg in config["experiments"].items()
+            e: {"paper": cfg["paper"]} for e, cfg in config["experiments"].items()
         },
         claims=config["claims"],
         claims_alpha=config["claims_alpha"],

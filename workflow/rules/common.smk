@@ -194,14 +194,19 @@ def final_outputs():
 # ---------------------------------------------------------------- report parameters
 # A report item's "Job parameters" panel lists its job's params: pass what the job reads.
 def experiment_labels():
-    """{experiment: label} in config order (the label defaults to the key)."""
-    return {e: (cfg or {}).get("label", e) for e, cfg in config["experiments"].items()}
+    """{experiment: label} in config order."""
+    return {e: cfg["label"] for e, cfg in config["experiments"].items()}
+
+
+def table_report_label(table):
+    """A table's label in the report's Tables category: its key and its title."""
+    return f"{table}: {config['tables'][table]['title']}"
 
 
 def experiment_labels_and_papers():
     """{experiment: {label, paper: {dataset: value}}}: row labels and the paper's values."""
     return {
-        e: {"label": label, "paper": (config["experiments"][e] or {}).get("paper", {})}
+        e: {"label": label, "paper": config["experiments"][e]["paper"]}
         for e, label in experiment_labels().items()
     }
 

@@ -12,7 +12,7 @@ rule tables:
                 caption="../report/table.rst",
                 category="Tables",
                 labels={
-                    "table": f"{table}: {config['tables'][table].get('title', table)}",
+                    "table": table_report_label(table),
                     "format": "LaTeX, {protocol} protocol".format(
                         **config["table_metric"]
                     ),
@@ -26,7 +26,7 @@ rule tables:
                 caption="../report/table.rst",
                 category="Tables",
                 labels={
-                    "table": f"{table}: {config['tables'][table].get('title', table)}",
+                    "table": table_report_label(table),
                     "format": "LaTeX, standard protocol",
                 },
             )
@@ -68,7 +68,7 @@ rule tables_html:
                 caption="../report/table_html.rst",
                 category="Tables",
                 labels={
-                    "table": f"{table}: {config['tables'][table].get('title', table)}",
+                    "table": table_report_label(table),
                     "format": "HTML, both protocols",
                 },
             )

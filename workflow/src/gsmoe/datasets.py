@@ -28,7 +28,7 @@ from typing import Any
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import Planetoid, TUDataset
 
-from gsmoe.download import raw_checksums
+from gsmoe.download import verify_raw_file
 from gsmoe.loaders import planetoid_raw_files, tu_members
 from gsmoe.provenance import check_prepared, write_prepared_manifest
 
@@ -136,7 +136,7 @@ def prepare_dataset(
     specs = checksums if checksums is not None else [{"relpath": p.name, "sha256": None} for p in raw_files]
     # Before anything is read: the bytes the dataset is built from are the verified ones.
     verified = {
-        spec["relpath"]: raw_checksums(path, spec.get("sha256"), spec.get("members"))
+        spec["relpath"]: verify_raw_file(path, spec.get("sha256"), spec.get("members"))
         for path, spec in zip(raw_files, specs, strict=True)
     }
     root.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from typing import IO
 
 from gsmoe.io import atomic_path
 
-__all__ = ["DEADLINE_S", "ChecksumError", "DownloadError", "fetch", "raw_checksums", "resolve_source", "sha256_file"]
+__all__ = ["DEADLINE_S", "ChecksumError", "DownloadError", "fetch", "resolve_source", "sha256_file", "verify_raw_file"]
 
 _CHUNK = 1 << 20
 _URL_SCHEMES = ("http", "https", "file")
@@ -108,7 +108,7 @@ def fetch(
             _check_members(f"{source} (for {dest})", tmp, members, _DOWNLOAD_FIX)
 
 
-def raw_checksums(path: str | Path, sha256: str | None, members: Mapping[str, str] | None) -> dict[str, object]:
+def verify_raw_file(path: str | Path, sha256: str | None, members: Mapping[str, str] | None) -> dict[str, object]:
     """Verify a raw file that was fetched earlier, again, and return its checksums
     (``{"sha256": <whole file>, "members": {<member>: <sha256>}}``, members as configured).
 

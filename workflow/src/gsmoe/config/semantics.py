@@ -172,6 +172,15 @@ def _split_errors(name: str, ds: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+def _unknown(path: str, kind: str, name: str, known: Collection[str]) -> str:
+    """The message for a ``kind`` (``dataset`` or ``experiment``) named at ``path`` that the
+    config does not define: the known names and the fix."""
+    return (
+        f"config: {path} names unknown {kind} {name!r} (known: {', '.join(known) or 'none'}); "
+        f"correct the name, add it under {kind}s: or remove it."
+    )
+
+
 # --------------------------------------------------------------------------- experiments
 
 
@@ -183,15 +192,10 @@ def _experiment_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str
             continue
         for d in spec["datasets"] or []:
             if d not in datasets:
-                errors.append(
-                    f"config: experiments.{exp}.datasets names unknown dataset {d!r} "
-                    f"(known: {', '.join(datasets)}); add it under datasets: or remove it."
-                )
+                errors.append(_unknown(f"experiments.{exp}.datasets", "dataset", d, datasets))
         for d in spec["paper"]:
             if d not in datasets:
-                errors.append(
-                    f"config: experiments.{exp}.paper names unknown dataset {d!r} (known: {', '.join(datasets)})."
-                )
+                errors.append(_unknown(f"experiments.{exp}.paper", "dataset", d, datasets))
         seen: set[str] = set()
         for d in [d for d in datasets if spec["datasets"] is None or d in spec["datasets"]]:
             if invalid.at("datasets", d, "model"):
@@ -232,15 +236,11 @@ def _table_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
             continue
         for d in table["columns"] or []:
             if d not in datasets:
-                errors.append(
-                    f"config: tables.{name}.columns names unknown dataset {d!r} (known: {', '.join(datasets)})."
-                )
+                errors.append(_unknown(f"tables.{name}.columns", "dataset", d, datasets))
         for i, row in enumerate(table["rows"]):
             if row["experiment"] not in experiments:
-                errors.append(
-                    f"config: tables.{name}.rows[{i}].experiment names unknown experiment "
-                    f"{row['experiment']!r} (known: {', '.join(experiments)})."
-                )
+                path = f"tables.{name}.rows[{i}].experiment"
+                errors.append(_unknown(path, "experiment", row["experiment"], experiments))
     return errors
 
 
@@ -251,17 +251,11 @@ def _figure_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]:
         if invalid.at("figures", name):
             continue
         if fig["dataset"] not in datasets:
-            errors.append(
-                f"config: figures.{name}.dataset names unknown dataset {fig['dataset']!r} "
-                f"(known: {', '.join(datasets)})."
-            )
+            errors.append(_unknown(f"figures.{name}.dataset", "dataset", fig["dataset"], datasets))
             continue
         for exp in fig["experiments"]:
             if exp not in experiments:
-                errors.append(
-                    f"config: figures.{name}.experiments names unknown experiment {exp!r} "
-                    f"(known: {', '.join(experiments)})."
-                )
+                errors.append(_unknown(f"figures.{name}.experiments", "experiment", exp, experiments))
             elif not invalid.at("experiments", exp, "datasets") and (
                 fig["dataset"] not in experiment_datasets(config, exp)
             ):
@@ -291,10 +285,10 @@ def _reference_errors(config: Mapping[str, Any], invalid: _Invalid) -> list[str]
         if invalid.at("references", dataset):
             continue
         if dataset not in config["datasets"]:
-            errors.append(f"config: references.{dataset} names unknown dataset {dataset!r}.")
+            errors.append(_unknown(f"references.{dataset}", "dataset", dataset, config["datasets"]))
         if ref["experiment"] not in config["experiments"]:
             errors.append(
-                f"config: references.{dataset}.experiment names unknown experiment {ref['experiment']!r}."
+                _unknown(f"references.{dataset}.experiment", "experiment", ref["experiment"], config["experiments"])
             )
     return errors
 
@@ -332,16 +326,15 @@ def check_meaningful_values(config: Mapping[str, Any]) -> list[str]:
       refused when the split is made, :func:`gsmoe.splits.graph_splits`);
     - seeds (and ``roles.seed``) above what ``np.random.seed`` accepts.
 
-    ``config`` must have passed the schema.
+    ``config`` must have passed the schema and have its defaults filled
+    (:func:`gsmoe.config.validate_config` calls it so).
     """
     errors: list[str] = []
-    datasets, experiments = config.get("datasets", {}), config.get("experiments", {})
+    datasets, experiments = config["datasets"], config["experiments"]
     for exp, spec in experiments.items():
-        for dataset in [d for d in datasets if spec.get("datasets") is None or d in spec["datasets"]]:
-            own, base = spec.get("training") or {}, datasets[dataset].get("training") or {}
-            training = {**base, **own}
-            if "epochs" not in training or "eval_every" not in training:
-                continue  # defaults not filled yet; checked again after filling
+        for dataset in [d for d in datasets if spec["datasets"] is None or d in spec["datasets"]]:
+            own = spec["training"]
+            training = {**datasets[dataset]["training"], **own}
             epochs, every = training["epochs"], training["eval_every"]
             if epochs > 1 and every >= epochs:
                 owner = f"experiments.{exp}.training" if "eval_every" in own or "epochs" in own else f"datasets.{dataset}.training"
@@ -362,15 +355,16 @@ def check_meaningful_values(config: Mapping[str, Any]) -> list[str]:
                         f"part empty (a fraction below {_EMPTY_FRACTION:g} is 0 for the sum check); give "
                         "every part at least one graph of each class."
                     )
-    for i, seed in enumerate(config.get("seeds", [])):
+    for i, seed in enumerate(config["seeds"]):
         if seed > NUMPY_SEED_MAX:
             errors.append(
                 f"config: seeds[{i}] ({seed}) is outside the range numpy's seed accepts "
                 f"(0 .. {NUMPY_SEED_MAX}); use a smaller seed."
             )
-    roles_seed = (config.get("roles") or {}).get("seed", 0)
+    roles_seed = config["roles"]["seed"]
     if roles_seed > NUMPY_SEED_MAX:
         errors.append(
-            f"config: roles.seed ({roles_seed}) is outside the range numpy's seed accepts (0 .. {NUMPY_SEED_MAX})."
+            f"config: roles.seed ({roles_seed}) is outside the range numpy's seed accepts (0 .. {NUMPY_SEED_MAX}); "
+            "use a smaller seed."
         )
     return errors

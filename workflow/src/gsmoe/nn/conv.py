@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Linear, Module
+from torch.nn import Linear
 from torch_geometric.nn import MessagePassing
 
 from gsmoe.modelspec import GATES, NO_GATE, PLACEMENT_STAGES, check_model

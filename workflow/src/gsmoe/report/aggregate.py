@@ -37,22 +37,21 @@ __all__ = [
     "summarize",
 ]
 
-#: Columns of ``runs.csv``, in order.
-RUN_COLUMNS: list[str] = [
-    "dataset",
-    "experiment",
-    "seed",
-    "paper_last",
-    "paper_best",
-    "paper_best_epoch",
-    "standard_test",
-    "standard_val",
-    "standard_epoch",
-    "wall_time_s",
-    "num_parameters",
-    "active_parameters",
-    "device",
+# (path in the record, column in runs.csv); all must be finite numbers.
+_NUMERIC_FIELDS: list[tuple[tuple[str, ...], str]] = [
+    (("metrics", "paper", "last"), "paper_last"),
+    (("metrics", "paper", "best"), "paper_best"),
+    (("metrics", "paper", "best_epoch"), "paper_best_epoch"),
+    (("metrics", "standard", "test"), "standard_test"),
+    (("metrics", "standard", "val"), "standard_val"),
+    (("metrics", "standard", "epoch"), "standard_epoch"),
+    (("wall_time_s",), "wall_time_s"),
+    (("num_parameters",), "num_parameters"),
+    (("active_parameters",), "active_parameters"),
 ]
+
+#: Columns of ``runs.csv``, in order.
+RUN_COLUMNS: list[str] = ["dataset", "experiment", "seed", *(column for _, column in _NUMERIC_FIELDS), "device"]
 
 #: Columns of ``summary.csv``, in order.
 SUMMARY_COLUMNS: list[str] = [
@@ -69,18 +68,6 @@ SUMMARY_COLUMNS: list[str] = [
     "paper",
 ]
 
-# (path in the record, column in runs.csv); all must be finite numbers.
-_NUMERIC_FIELDS: list[tuple[tuple[str, ...], str]] = [
-    (("metrics", "paper", "last"), "paper_last"),
-    (("metrics", "paper", "best"), "paper_best"),
-    (("metrics", "paper", "best_epoch"), "paper_best_epoch"),
-    (("metrics", "standard", "test"), "standard_test"),
-    (("metrics", "standard", "val"), "standard_val"),
-    (("metrics", "standard", "epoch"), "standard_epoch"),
-    (("wall_time_s",), "wall_time_s"),
-    (("num_parameters",), "num_parameters"),
-    (("active_parameters",), "active_parameters"),
-]
 
 
 class IncompleteRunsError(RuntimeError):

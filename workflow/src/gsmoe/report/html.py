@@ -120,7 +120,7 @@ def _fmt(value: Any, digits: int = 3, sign: bool = False) -> str:
 
 def _n_text(row: pd.Series) -> str:
     """``n=10``; ``n=8 of 10`` (flagged) when runs are missing from the cell."""
-    n, expected = int(row["n"]), int(row.get("n_expected", row["n"]))
+    n, expected = int(row["n"]), int(row["n_expected"])
     if n != expected:
         return f'<span class="n flag">n={n} of {expected}</span>'
     return f'<span class="n">n={n}</span>'

@@ -68,12 +68,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as _sps
 
-from gsmoe.report.stats import EXACT_MAX_N, t_interval
+from gsmoe.report.stats import t_interval
 
 __all__ = [
     "DIFFERENT",
     "DOES_NOT_HOLD",
     "EQUIVALENT",
+    "EXACT_MAX_N",
     "HOLDS",
     "INCONCLUSIVE",
     "NOT_SUPERIOR",
@@ -96,6 +97,10 @@ __all__ = [
 ]
 
 Direction = Literal["greater", "less"]
+
+#: Largest number of pairs for which :func:`sign_flip_p` enumerates all 2^n sign vectors
+#: (2^16 = 65,536: milliseconds).  Beyond it, a seeded Monte Carlo.
+EXACT_MAX_N = 16
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -220,10 +225,6 @@ class DirectionalTest:
     test: str
     reason: str  # why there is no test ('' when there is one)
 
-    def verdict(self, alpha: float) -> str:
-        """:func:`directional_verdict` of the unadjusted p-values."""
-        return directional_verdict(self.p_value, self.p_opposite, alpha)
-
 
 def directional_test(
     d: npt.ArrayLike, direction: str, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
@@ -334,10 +335,6 @@ class EquivalenceTest:
     ci_high: float
     reason: str  # why the t-tests are undefined ('' when they are defined)
 
-    def verdict(self, alpha: float) -> tuple[str, str]:
-        """:func:`equivalence_verdict` of the unadjusted p-values."""
-        return equivalence_verdict(self.p_tost, self.p_difference, alpha)
-
 
 def equivalence_test(
     d: npt.ArrayLike, margin: float, alpha: float, *, n_resamples: int = 10_000, seed: int = 0
@@ -394,10 +391,6 @@ class NonSuperiorityTest:
     p_superior: float
     upper: float
     reason: str
-
-    def verdict(self, alpha: float) -> tuple[str, str]:
-        """:func:`non_superiority_verdict` of the unadjusted p-values."""
-        return non_superiority_verdict(self.p_value, self.p_superior, alpha)
 
 
 def non_superiority_test(

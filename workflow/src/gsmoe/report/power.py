@@ -48,7 +48,9 @@ DEFAULT_POWER = 0.8
 Alternative = Literal["greater", "two-sided"]
 
 
-def _check(sd: float, n: int, alpha: float) -> None:
+def _check_inputs(sd: float, n: int, alpha: float) -> None:
+    """The inputs every power and sample-size function shares: a positive spread of the
+    differences, at least two pairs, alpha in (0, 0.5)."""
     if not (math.isfinite(sd) and sd > 0.0):
         raise ValueError(f"power needs a positive standard deviation of the differences, got {sd}")
     if n < 2:
@@ -68,7 +70,7 @@ def t_test_power(effect: float, sd: float, n: int, alpha: float, alternative: Al
     ``greater``: one-sided test of ``mean > 0`` (a negative ``effect`` gives a power below
     ``alpha``); ``two-sided``: rejection in either tail.
     """
-    _check(sd, n, alpha)
+    _check_inputs(sd, n, alpha)
     df = n - 1
     nc = effect * math.sqrt(n) / sd
     if alternative == "greater":
@@ -81,7 +83,7 @@ def t_test_power(effect: float, sd: float, n: int, alpha: float, alternative: Al
 
 def tost_power(true_diff: float, sd: float, n: int, margin: float, alpha: float) -> float:
     """Power of TOST (each one-sided test at ``alpha``) to show ``|mean| < margin``."""
-    _check(sd, n, alpha)
+    _check_inputs(sd, n, alpha)
     if not margin > 0.0:
         raise ValueError(f"margin must be positive, got {margin}")
     df = n - 1
@@ -117,7 +119,7 @@ def minimal_detectable_effect(
     sd: float, n: int, alpha: float, power: float = DEFAULT_POWER, alternative: Alternative = "greater"
 ) -> float:
     """Smallest true mean difference the paired t-test detects with ``power`` at ``n`` pairs."""
-    _check(sd, n, alpha)
+    _check_inputs(sd, n, alpha)
     _check_power(power)
     return _smallest(lambda e: t_test_power(e, sd, n, alpha, alternative), power, sd)
 
@@ -126,7 +128,7 @@ def minimal_equivalence_margin(
     sd: float, n: int, alpha: float, power: float = DEFAULT_POWER, true_diff: float = 0.0
 ) -> float:
     """Smallest margin TOST shows with ``power`` at ``n`` pairs when the true difference is ``true_diff``."""
-    _check(sd, n, alpha)
+    _check_inputs(sd, n, alpha)
     _check_power(power)
     return _smallest(lambda m: tost_power(true_diff, sd, n, m, alpha), power, sd + abs(true_diff))
 

@@ -22,18 +22,12 @@ import numpy as np
 from scipy import stats as _sps
 
 __all__ = [
-    "EXACT_MAX_N",
     "SummaryStats",
     "holm",
     "sample_std",
     "summary_stats",
     "t_interval",
 ]
-
-#: Largest number of pairs for which the sign-flip test (:mod:`gsmoe.report.hypothesis`)
-#: enumerates all 2^n sign vectors (2^16 = 65,536: milliseconds).  Beyond it, a seeded Monte Carlo.
-EXACT_MAX_N = 16
-
 
 @dataclass(frozen=True)
 class SummaryStats:

@@ -26,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gsmoe.config import ConfigError, raw_files, resolve_run, run_record_path
+from gsmoe.config import ConfigError, load_schema, raw_files, resolve_run, run_record_path
 from gsmoe.provenance import RECORD_SCHEMA_VERSION, source_sha256
 
 __all__ = ["VERIFY_CODE_MODES", "RecordMismatchError", "config_differences", "verify_records"]
 
-#: Values of the ``verify_code`` switch (config key, ``report --verify-code``).
-VERIFY_CODE_MODES = ("current", "grid")
+#: Values of the ``verify_code`` switch (config key, ``report --verify-code``): the schema's enum.
+VERIFY_CODE_MODES: tuple[str, ...] = tuple(load_schema()["properties"]["verify_code"]["enum"])
 #: Records listed in full in a message; the rest are counted.
 _LISTED = 20
 _ABSENT = "(absent)"
