@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: run records, a local HTTP server, dataset sizes.
+"""Helpers shared by the tests: validated configs, run records, a local HTTP server, dataset sizes.
 
 Imported by the test modules (``from helpers import ...``; ``tests/`` is on the path, see
 ``pythonpath`` in pyproject.toml) and wrapped in fixtures by ``tests/conftest.py``.
@@ -14,9 +14,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gsmoe.config import raw_files, resolve_run, run_record_path
+import yaml
+
+from gsmoe.config import raw_files, resolve_run, run_record_path, validate_config
 from gsmoe.io import write_json
 from gsmoe.provenance import RECORD_SCHEMA_VERSION, code_fingerprint
+
+#: The repository's configuration, whose datasets and sources :func:`validated_config` lends.
+CONFIG_YAML = Path(__file__).resolve().parents[1] / "config.yaml"
+
+# --------------------------------------------------------------------------- configs
+
+
+def validated_config(**sections: Any) -> dict[str, Any]:
+    """``sections`` (experiments, tables, figures, seeds, ...) on the repository's datasets
+    and sources, validated as the workflow validates it: every schema default and shorthand
+    filled in, which is what the package's functions get (they restate no default)."""
+    raw = yaml.safe_load(CONFIG_YAML.read_text(encoding="utf-8"))
+    lent = {key: raw[key] for key in ("sources", "datasets", "checksum_overrides")}
+    return validate_config({**lent, **sections})
+
 
 # --------------------------------------------------------------------------- run records
 

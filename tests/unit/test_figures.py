@@ -7,22 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import make_record, write_records
+from helpers import make_record, validated_config, write_records
 
 from gsmoe.report.figures import build_figure, curves_frame, write_figure
 
-EXPERIMENTS: dict[str, Any] = {
-    "baseline": {"label": "Baseline"},
-    "moe4_softmax": {"label": "4 Experts (softmax)"},
-    "moe8": {"label": "8 Experts"},
-}
-
-FIGURE: dict[str, Any] = {
-    "title": "Figure 2: Cora",
-    "dataset": "Cora",
-    "experiments": ["baseline", "moe4_softmax", "moe8"],
-    "metric": "paper_acc",
-}
+CONFIG: dict[str, Any] = validated_config(
+    experiments={
+        "baseline": {"label": "Baseline", "model": {}},
+        "moe4_softmax": {"label": "4 Experts (softmax)", "model": {}},
+        "moe8": {"label": "8 Experts", "model": {}},
+    },
+    figures={
+        "figure2": {"title": "Figure 2: Cora", "dataset": "Cora", "experiments": ["baseline", "moe4_softmax", "moe8"]}
+    },
+)
+EXPERIMENTS: dict[str, Any] = CONFIG["experiments"]
+FIGURE: dict[str, Any] = CONFIG["figures"]["figure2"]  # metric: the default, paper_acc
 
 
 def figure_record(

@@ -9,26 +9,26 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import make_record
+from helpers import make_record, validated_config
 
 from gsmoe.report.aggregate import runs_frame, summarize
 from gsmoe.report.tables import latex_escape, render_markdown_summary, render_table, write_tables
 
 DATASETS = ["Cora", "PubMed", "ENZYMES"]
 
-EXPERIMENTS: dict[str, Any] = {
-    "baseline": {"label": "Baseline", "paper": {"Cora": 0.71, "PubMed": 0.72, "ENZYMES": 0.31}},
-    "roles_mp": {"label": "Roles MP", "paper": {"Cora": 0.70, "PubMed": 0.70, "ENZYMES": 0.33}},
-    "roles_ma": {"label": "Roles MA", "paper": {"Cora": 0.71, "PubMed": 0.69, "ENZYMES": 0.32}},
-    "moe4_softmax": {"label": "4 Experts", "paper": {"Cora": 0.75, "PubMed": 0.74, "ENZYMES": 0.34}},
-    "moe4_nosoftmax": {"label": "No Softmax", "paper": {"Cora": 0.72, "PubMed": 0.72, "ENZYMES": 0.34}},
+_EXPERIMENTS: dict[str, Any] = {
+    "baseline": {"label": "Baseline", "model": {}, "paper": {"Cora": 0.71, "PubMed": 0.72, "ENZYMES": 0.31}},
+    "roles_mp": {"label": "Roles MP", "model": {}, "paper": {"Cora": 0.70, "PubMed": 0.70, "ENZYMES": 0.33}},
+    "roles_ma": {"label": "Roles MA", "model": {}, "paper": {"Cora": 0.71, "PubMed": 0.69, "ENZYMES": 0.32}},
+    "moe4_softmax": {"label": "4 Experts", "model": {}, "paper": {"Cora": 0.75, "PubMed": 0.74, "ENZYMES": 0.34}},
+    "moe4_nosoftmax": {"label": "No Softmax", "model": {}, "paper": {"Cora": 0.72, "PubMed": 0.72, "ENZYMES": 0.34}},
 }
 
-CONFIG: dict[str, Any] = {
-    "seeds": [0, 1, 2],
-    "experiments": EXPERIMENTS,
-    "table_metric": {"protocol": "paper", "metric": "last"},
-    "tables": {
+CONFIG: dict[str, Any] = validated_config(
+    seeds=[0, 1, 2],
+    experiments=_EXPERIMENTS,
+    table_metric={"protocol": "paper", "metric": "last"},
+    tables={
         "table1": {
             "title": "Mixture by 4 Roles",
             "columns": DATASETS,
@@ -44,12 +44,13 @@ CONFIG: dict[str, Any] = {
             "rows": [
                 {"experiment": "baseline", "label": "Baseline"},
                 {"experiment": "moe4_softmax", "label": "4 Experts with Non-sparse Gating - Softmax"},
-                # special characters on purpose; no label: falls back to the experiment's label
+                # special characters on purpose
                 {"experiment": "moe4_nosoftmax", "label": "No Softmax & 100% of_experts #1 {x} ~ ^"},
             ],
         },
     },
-}
+)
+EXPERIMENTS: dict[str, Any] = CONFIG["experiments"]
 
 
 def make_summary(

@@ -35,7 +35,7 @@ def _fetch(args: argparse.Namespace) -> None:
         dest = Path(args.raw_dir) / spec["source"] / item["relpath"]
         if not dest.exists():
             print(f"fetching {item['url']} -> {dest}", file=sys.stderr)
-            fetch(item["url"], dest, sha256=item.get("sha256"), members=item.get("members"))
+            fetch(item["url"], dest, sha256=item["sha256"], members=item["members"])
         paths.append(dest)
     # As the prepare rule: files verified again (also those fetched earlier), and a zip
     # checked member by member yields those members only.

@@ -19,6 +19,7 @@ __all__ = [
     "COMPARED_COLUMNS",
     "PROTOCOLS",
     "PROTOCOL_METRICS",
+    "STANDARD_METRIC",
     "SUMMARY_METRICS",
     "TABLE_METRICS",
     "metric_column",
@@ -49,6 +50,10 @@ SUMMARY_METRICS: dict[str, str] = {
 TABLE_METRICS: tuple[tuple[str, str], ...] = tuple(
     (protocol, metric) for protocol, metrics in PROTOCOL_METRICS.items() for metric in metrics
 )
+
+#: ``(protocol, metric)`` of the standard protocol's test accuracy: the second version of
+#: every table, beside the configured ``table_metric``.
+STANDARD_METRIC: tuple[str, str] = ("standard", _COMPARED_METRICS["standard"])
 
 #: Protocol -> the ``runs.csv`` column claims and references compare.
 COMPARED_COLUMNS: dict[str, str] = {protocol: metric_column(protocol, m) for protocol, m in _COMPARED_METRICS.items()}

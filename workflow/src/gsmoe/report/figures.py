@@ -104,8 +104,9 @@ def build_figure(
 
     Args:
         records: run records (see docs/design.md); other datasets/experiments are ignored.
-        figure_cfg: ``{title, dataset, experiments: [...], metric (curve, default paper_acc)}``.
-        experiments_cfg: ``{experiment: {label}}`` (line labels), e.g. ``config["experiments"]``.
+        figure_cfg: ``{title, dataset, experiments: [...], metric (curve)}``, a validated
+            ``config["figures"]`` entry.
+        experiments_cfg: ``config["experiments"]`` (its labels label the lines).
 
     The band is ± 1 sample standard deviation over seeds.  Title and y-label say what the
     curve measures on this dataset, from the records' ``task`` and ``config.split``.
@@ -115,7 +116,7 @@ def build_figure(
     """
     dataset = str(figure_cfg["dataset"])
     experiments = [str(e) for e in figure_cfg["experiments"]]
-    metric = str(figure_cfg.get("metric", "paper_acc"))
+    metric = str(figure_cfg["metric"])
     unknown = [e for e in experiments if e not in experiments_cfg]
     if unknown:
         raise ValueError(f"figure names unknown experiments {unknown}")
@@ -129,11 +130,11 @@ def build_figure(
     present = [e for e in experiments if e in seeds.index]
     absent = [e for e in experiments if e not in seeds.index]
     if absent:
-        warnings.warn(f"figure {figure_cfg.get('title', '')!r}: no runs on {dataset} for {absent}", stacklevel=2)
+        warnings.warn(f"figure {figure_cfg['title']!r}: no runs on {dataset} for {absent}", stacklevel=2)
     same_n = seeds.nunique() == 1
     # Per-line seed counts only when they differ; otherwise once in the legend title.
     labels = {
-        e: str((experiments_cfg[e] or {}).get("label", e)) + ("" if same_n else f" (n={seeds[e]})") for e in present
+        e: str(experiments_cfg[e]["label"]) + ("" if same_n else f" (n={seeds[e]})") for e in present
     }
     data["label"] = data["experiment"].map(labels)
     legend_title = f"mean ± 1 s.d. over {int(seeds.iloc[0]) if same_n else 'n'} seeds"
@@ -169,7 +170,7 @@ def build_figure(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Epoch (as numbered in the training log)")
         ax.set_ylabel(y_label)
-        ax.set_title(f"{figure_cfg.get('title', dataset)}\n{subtitle}", fontsize="medium")
+        ax.set_title(f"{figure_cfg['title']}\n{subtitle}", fontsize="medium")
         handles, texts = ax.get_legend_handles_labels()
         ax.get_legend().remove()
         fig.legend(
