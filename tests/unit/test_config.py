@@ -205,25 +205,6 @@ def test_resolve_run_merging_order():
     assert graph["split"] == {"standard": [0.8, 0.1, 0.1], "paper": [0.8, 0.2], "seed_offset": 0}
 
 
-def test_model_defaults_match_design():
-    assert model_defaults() == {
-        "hidden": 32,
-        "num_layers": 2,
-        "dropout": 0.0,
-        "placement": "none",
-        "num_experts": 1,
-        "gate": "none",
-        "softmax": True,
-        "top_k": 4,
-        "pool": "graph",
-        "balance_loss_weight": 0.0,
-        "message_gate_node": "target",
-        "message_activation": "outside",
-        "update_activation": "inside",
-        "routing_noise": "independent",
-    }
-
-
 def test_resolve_run_rejects_unknown_or_excluded():
     cfg = validate_config(minimal())
     with pytest.raises(ConfigError, match="no dataset 'Citeseer'"):

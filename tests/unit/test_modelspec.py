@@ -105,7 +105,8 @@ def test_a_rule_is_checked_when_its_keys_are_there() -> None:
         ({"hidden": 0}, "hidden must be >= 1, got 0"),
         ({"num_layers": 2.0}, "num_layers must be an integer, got 2.0"),
         ({"softmax": 1}, "softmax must be true or false, got 1"),
-        ({"gate": "mlp"}, "gate must be one of 'none', 'roles', 'dense', 'noisy_topk', 'shared'; got 'mlp'"),
+        # the list of gates is the registry's (test_gates.py pins it to the schema's enum)
+        ({"gate": "mlp"}, "gate must be one of 'none', 'roles', .*; got 'mlp'"),
         ({"expert": 4}, r"unknown model key\(s\): expert \(known: hidden, "),
     ],
 )
