@@ -51,6 +51,8 @@ CONFIG: dict[str, Any] = validated_config(
     },
 )
 EXPERIMENTS: dict[str, Any] = CONFIG["experiments"]
+#: What the tables rule gives write_tables.
+TABLE_SECTIONS = (CONFIG["tables"], EXPERIMENTS, CONFIG["table_metric"], len(CONFIG["seeds"]))
 
 
 def make_summary(
@@ -157,7 +159,7 @@ def test_standard_protocol_and_unknown_metric() -> None:
 
 def test_write_tables_files(tmp_path: Path, summary_csv: Path) -> None:
     out = tmp_path / "tables"
-    write_tables(str(summary_csv), CONFIG, str(out))
+    write_tables(str(summary_csv), *TABLE_SECTIONS, str(out))
     for name in (
         "table1.tex",
         "table2.tex",
@@ -176,7 +178,7 @@ def test_write_tables_files(tmp_path: Path, summary_csv: Path) -> None:
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
     # rerun: identical bytes
     before = (out / "table1.tex").read_bytes()
-    write_tables(str(summary_csv), CONFIG, str(out))
+    write_tables(str(summary_csv), *TABLE_SECTIONS, str(out))
     assert (out / "table1.tex").read_bytes() == before
 
 
@@ -213,7 +215,7 @@ def _pdflatex(directory: Path, name: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (texlive-latex-base)")
 def test_tables_compile_with_pdflatex(tmp_path: Path, summary_csv: Path) -> None:
     out = tmp_path / "tables"
-    write_tables(str(summary_csv), CONFIG, str(out))
+    write_tables(str(summary_csv), *TABLE_SECTIONS, str(out))
     preamble = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
     # 1) from the tables folder itself
     (out / "doc.tex").write_text(preamble + "\\input{tables.tex}\n\\end{document}\n")

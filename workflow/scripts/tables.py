@@ -13,11 +13,9 @@ from gsmoe.report.tables import write_tables  # noqa: E402
 params = snakemake.params  # noqa: F821
 write_tables(
     snakemake.input[0],  # noqa: F821
-    {
-        "tables": params.tables,
-        "experiments": params.experiments,
-        "table_metric": params.table_metric,
-        "seeds": params.seeds,
-    },
+    params.tables,
+    params.experiments,
+    params.table_metric,
+    params.seeds,  # the count of seeds
     params.out_dir,
 )

@@ -83,7 +83,8 @@ def _report(args: argparse.Namespace) -> None:
     paths = [run_record_path(args.runs_dir, r["dataset"], r["experiment"], r["seed"]) for r in expected]
     aggregate_runs(paths, expected, str(out / "runs.csv"), str(out / "summary.csv"),
                    allow_missing=args.allow_missing, config=config)
-    write_tables(str(out / "summary.csv"), config, str(out / "tables"))
+    write_tables(str(out / "summary.csv"), config["tables"], config["experiments"], config["table_metric"],
+                 len(config["seeds"]), str(out / "tables"))
     for name, figure in config["figures"].items():
         figure_runs = [
             path

@@ -345,12 +345,15 @@ def _index_file(keys: Sequence[str], subdir: str, description: str, input_prefix
 
 def write_tables(
     summary_csv: str,
-    config: Mapping[str, Any],
+    tables_cfg: Mapping[str, Any],
+    experiments_cfg: Mapping[str, Any],
+    table_metric: Mapping[str, Any],
+    n_seeds: int,
     out_dir: str,
     *,
     input_prefix: str = "",
 ) -> None:
-    """Write every ``config["tables"]`` entry as ``<key>.tex`` plus index files, atomically.
+    """Write every ``tables_cfg`` entry as ``<key>.tex`` plus index files, atomically.
 
     Writes ``out_dir/<key>.tex`` with the configured ``table_metric``,
     ``out_dir/standard/<key>.tex`` with the standard
@@ -360,21 +363,20 @@ def write_tables(
 
     Args:
         summary_csv: output of :func:`gsmoe.report.aggregate.aggregate_runs`.
-        config: the validated workflow config (:func:`gsmoe.config.validate_config`):
-            ``experiments``, ``tables``, ``table_metric`` and ``seeds`` (the N in "over N seeds").
+        tables_cfg: ``config["tables"]`` of a validated config (columns and row labels filled in).
+        experiments_cfg: ``{experiment: {label, paper}}`` (the paper's values).
+        table_metric: ``config["table_metric"]``, e.g. ``{protocol: paper, metric: last}``.
+        n_seeds: configured seeds per cell, the N in "over N seeds" (cells with another n are flagged).
         out_dir: output folder.
         input_prefix: default of ``\\gsmoetablesdir`` baked into the index files (e.g.
             ``results/tables/`` when the main document compiles from the repository root);
             a document can still override it by defining the macro before ``\\input``.
     """
     summary = read_csv_keeping_names(summary_csv, SUMMARY_COLUMNS, ("dataset", "experiment", "protocol", "metric"))
-    experiments_cfg = config["experiments"]
-    tables_cfg = config["tables"]
-    n_seeds = len(config["seeds"])
     out = Path(out_dir)
     standard_protocol, standard_metric = STANDARD_METRIC
     versions = [
-        ("", dict(config["table_metric"]), "", "tables.tex"),
+        ("", dict(table_metric), "", "tables.tex"),
         ("standard", {"protocol": standard_protocol, "metric": standard_metric}, "-standard", "tables_standard.tex"),
     ]
     for subdir, metric_cfg, suffix, index_name in versions:
