@@ -127,7 +127,7 @@ def start_run(
     model = build_model(run_cfg["model"], dataset.num_features, dataset.num_classes, run_cfg["task"]).to(device)
     training = run_cfg["training"]
     # The schema's default; hand-written run configs (tests) may leave it out.
-    optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training.get("expert_updates", "lazy"))
+    optimizer = make_optimizer(model, training["lr"], training["weight_decay"], training["expert_updates"])
     return task, model, optimizer
 
 
