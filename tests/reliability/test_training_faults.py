@@ -54,7 +54,10 @@ def run_config(task: str, model: dict[str, Any] | None = None, **training: Any) 
             "gate": "none",
             **(model or {}),
         },
-        "training": {"lr": 0.01, "weight_decay": 0.0, "epochs": 3, "eval_every": 1, "batch_size": 4, **training},
+        "training": {
+            "lr": 0.01, "weight_decay": 0.0, "epochs": 3, "eval_every": 1, "batch_size": 4, "expert_updates": "lazy",
+            **training,
+        },
     }
     if task == "graph":
         cfg["split"] = {"seed_offset": 0, "standard": [0.8, 0.1, 0.1], "paper": [0.8, 0.2]}
