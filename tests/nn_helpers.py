@@ -22,6 +22,8 @@ GATE_VARIANTS = {
     "topk_node": dict(gate="noisy_topk", top_k=K, pool="node"),
     "topk_batch_shared": dict(gate="noisy_topk", top_k=K, pool="batch", routing_noise="shared"),
     "topk_graph_shared": dict(gate="noisy_topk", top_k=K, pool="graph", routing_noise="shared"),
+    "topk_node_linear_init": dict(gate="noisy_topk", top_k=K, pool="node", router_init="linear"),
+    "topk_graph_noiseless": dict(gate="noisy_topk", top_k=K, pool="graph", routing_noise="none"),
     "shared": dict(gate="shared"),
 }
 
@@ -79,8 +81,8 @@ def randomise_routers(module: torch.nn.Module, std: float = 1.0) -> None:
     """Noisy gates start at zero (all ties); random router weights exercise real routing."""
     for gate in module.modules():
         if isinstance(gate, NoisyTopKGate):
-            torch.nn.init.normal_(gate.w_gate, std=std)
-            torch.nn.init.normal_(gate.w_noise, std=std)
+            for param in gate.parameters():  # W_g, W_noise and (router_init: linear) their biases
+                torch.nn.init.normal_(param, std=std)
 
 
 def make_conv(kwargs: dict, seed: int = 0, in_channels: int = 5, out_channels: int = 6, std: float = 1.0) -> SAGEMoEConv:

@@ -191,7 +191,7 @@ def test_output_rows_have_unit_norm() -> None:
         (
             dict(in_channels=3, out_channels=32, placement="both", gate="noisy_topk", num_experts=128, top_k=4),
             "SAGEMoEConv(3, 32, placement=both, gate=noisy_topk, experts=128, top_k=4, pool=graph, "
-            "balance_loss_weight=0.0, routing_noise=independent)",
+            "balance_loss_weight=0.0, routing_noise=independent, router_init=zero)",
         ),
     ],
 )

@@ -192,8 +192,9 @@ def test_balance_loss_is_cv_squared_of_importance_when_load_is_uniform() -> None
         (dict(num_experts=4, top_k=5), r"^top_k \(5\) must be <= num_experts \(4\)\.$"),
         (dict(num_experts=4, top_k=0), "top_k must be >= 1, got 0"),
         (dict(num_experts=4, pool="edge"), "pool must be one of 'graph', 'node', 'batch'; got 'edge'"),
-        (dict(num_experts=4, routing_noise="gaussian"), "routing_noise must be one of 'independent', 'shared'; got 'gaussian'"),
+        (dict(num_experts=4, routing_noise="gaussian"), "routing_noise must be one of 'independent', 'shared', 'none'; got 'gaussian'"),
         (dict(num_experts=4, routing_noise="shared", balance_loss_weight=0.1), "needs routing_noise: independent"),
+        (dict(num_experts=4, routing_noise="none", balance_loss_weight=0.1), "needs routing_noise: independent"),
         (dict(num_experts=4, balance_loss_weight=-1.0), "balance_loss_weight must be >= 0"),
     ],
 )
@@ -263,3 +264,36 @@ def test_shared_gate_computes_h_w_msg_once_per_context(monkeypatch: pytest.Monke
     assert calls == [gate.lin_msg]
     gate(h, agg, GateContext())
     assert len(calls) == 2
+
+
+def test_router_init_linear_is_the_authors_nn_linear() -> None:
+    """``zero``: W_g and W_noise zero, no bias (Shazeer); ``linear``: nn.Linear's default
+    initialisation, with a bias (the authors' code)."""
+    zero = NoisyTopKGate(6, 8, agg_channels=4, top_k=2)
+    assert [name for name, _ in zero.named_parameters()] == ["w_gate", "w_noise"]
+    assert not zero.w_gate.any() and not zero.w_noise.any()
+
+    torch.manual_seed(0)
+    linear = NoisyTopKGate(6, 8, agg_channels=4, top_k=2, router_init="linear")
+    assert [name for name, _ in linear.named_parameters()] == ["w_gate", "w_noise", "b_gate", "b_noise"]
+    bound = 1 / 10**0.5  # fan_in = 6 + 4
+    for param in linear.parameters():
+        assert param.abs().max() <= bound and param.abs().max() > bound / 2
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(10, 8)
+    assert torch.equal(linear.b_gate, reference.bias)  # the same draws, as nn.Linear makes them
+    h, agg = torch.randn(5, 6), torch.randn(5, 4)
+    expected = torch.cat([h, agg], 1) @ linear.w_gate + linear.b_gate
+    out = linear.eval()(h, agg, GateContext(batch=torch.tensor([0, 0, 1, 1, 1]), num_graphs=2))
+    torch.testing.assert_close(out.weights, torch.softmax(torch.stack([expected[:2].mean(0), expected[2:].mean(0)]).sort(-1, descending=True).values[:, :2], -1))
+
+
+def test_routing_noise_none_routes_by_the_clean_logits_in_training() -> None:
+    torch.manual_seed(0)
+    gate = NoisyTopKGate(6, 8, top_k=2, pool="node", routing_noise="none")
+    torch.nn.init.normal_(gate.w_gate)
+    torch.nn.init.normal_(gate.w_noise)
+    h = torch.randn(7, 6)
+    trained, evaluated = gate.train()(h), gate.eval()(h)
+    assert torch.equal(trained.indices, evaluated.indices) and torch.equal(trained.weights, evaluated.weights)
+    assert torch.equal(trained.indices, torch.sort(h @ gate.w_gate, dim=-1, descending=True, stable=True).indices[:, :2])

@@ -171,8 +171,8 @@ def test_lazy_expert_updates_equal_a_full_step_with_unrouted_rows_restored(place
     cfg = {**model_defaults(), "placement": placement, "gate": "noisy_topk", "num_experts": 16, "top_k": 2}
     lazy_model = build_model(cfg, 4, 3, "graph")
     full_model = copy.deepcopy(lazy_model)
-    lazy = LazyExpertUpdates(lazy_model, torch.optim.Adam(_parameter_groups(lazy_model, 0.01, lazy=True), lr=0.05))
-    full = torch.optim.Adam(_parameter_groups(full_model, 0.01, lazy=True), lr=0.05)
+    lazy = LazyExpertUpdates(lazy_model, torch.optim.Adam(_parameter_groups(lazy_model, 0.01, undecayed_routers=True), lr=0.05))
+    full = torch.optim.Adam(_parameter_groups(full_model, 0.01, undecayed_routers=True), lr=0.05)
     for step in range(5):
         for model, optimizer in ((lazy_model, lazy), (full_model, full)):
             torch.manual_seed(step)  # the same routing noise in both
@@ -208,7 +208,7 @@ def test_lazy_expert_updates_touch_only_routed_experts() -> None:
     data = Data(x=torch.randn(6, 5), edge_index=torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]), y=torch.arange(6) % 2)
     cfg = {"placement": "aggregate", "gate": "noisy_topk", "num_experts": 8, "top_k": 2, "pool": "graph", "dropout": 0.0}
     model = build_model({**model_defaults(), **cfg}, 5, 2, "node")
-    groups = _parameter_groups(model, 0.5, lazy=True)
+    groups = _parameter_groups(model, 0.5, undecayed_routers=True)
     assert [g["weight_decay"] for g in groups] == [0.5, 0.0]  # the router is not decayed
     optimizer = LazyExpertUpdates(model, torch.optim.Adam(groups, lr=0.1))
     experts = model.convs[0].update_experts
@@ -220,3 +220,63 @@ def test_lazy_expert_updates_touch_only_routed_experts() -> None:
         optimizer.step()
         changed = (experts.weight.detach() != before).flatten(1).any(1)
         assert changed.nonzero().flatten().tolist() == used.tolist()
+
+
+def test_lazy_decayed_router_is_adam_with_one_parameter_per_expert() -> None:
+    """The authors' code under torch >= 2.0: one ``nn.Linear`` per expert, an unrouted
+    expert's gradient None (so torch's Adam skips it and counts its steps alone), every
+    parameter decayed.  Replayed with torch's own Adam on one tensor per expert."""
+    from torch_geometric.data import Batch, Data
+
+    from gsmoe.config import model_defaults
+    from gsmoe.nn import SAGEMoEConv, build_model
+    from gsmoe.optim import make_optimizer
+
+    torch.manual_seed(0)
+    graphs = [Data(x=torch.randn(5, 4), edge_index=torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]), y=torch.tensor([i % 3]))
+              for i in range(6)]  # fmt: skip
+    batch = Batch.from_data_list(graphs)
+    cfg = {**model_defaults(), "placement": "both", "gate": "noisy_topk", "num_experts": 16, "top_k": 2}
+    model = build_model(cfg, 4, 3, "graph")
+    optimizer = make_optimizer(model, lr=0.05, weight_decay=0.01, expert_updates="lazy_decayed_router")
+    expert_params = {
+        id(param): experts
+        for conv in model.modules() if isinstance(conv, SAGEMoEConv)
+        for experts in (conv.message_experts, conv.update_experts) if experts is not None
+        for param in (experts.weight, experts.bias)
+    }  # fmt: skip
+    reference = {
+        name: [row.detach().clone().requires_grad_() for row in param] if id(param) in expert_params
+        else [param.detach().clone().requires_grad_()]
+        for name, param in model.named_parameters()
+    }  # fmt: skip
+    reference_adam = torch.optim.Adam([t for ts in reference.values() for t in ts], lr=0.05, weight_decay=0.01, foreach=False)
+    for step in range(8):
+        torch.manual_seed(step)
+        optimizer.zero_grad()
+        torch.nn.functional.nll_loss(model(batch).log_probs, batch.y).backward()
+        unused = {id(experts): mask for conv in model.modules() if isinstance(conv, SAGEMoEConv)
+                  for experts, mask in conv.unused_experts()}  # fmt: skip
+        reference_adam.zero_grad()
+        for name, param in model.named_parameters():
+            if id(param) not in expert_params:
+                reference[name][0].grad = param.grad.clone()
+                continue
+            mask = unused[id(expert_params[id(param)])]
+            for row, tensor in enumerate(reference[name]):
+                tensor.grad = None if mask[row] else param.grad[row].clone()
+        reference_adam.step()
+        optimizer.step()
+        for name, param in model.named_parameters():
+            expected = torch.stack(reference[name]) if id(param) in expert_params else reference[name][0]
+            torch.testing.assert_close(param.detach(), expected.detach(), rtol=1e-5, atol=1e-7, msg=f"{step} {name}")
+    counts = optimizer.optimizer.state[model.convs[0].update_experts.weight]["expert_step"]
+    assert 0 < counts.min() < counts.max() < 8  # experts first routed at different steps
+
+
+def test_expert_updates_are_the_schemas() -> None:
+    from gsmoe.config.schema import load_schema
+    from gsmoe.optim import EXPERT_UPDATES
+
+    schema = load_schema()
+    assert schema["$defs"]["training"]["properties"]["expert_updates"]["enum"] == list(EXPERT_UPDATES)

@@ -79,7 +79,7 @@ GATES: dict[str, GateSpec] = {
     "dense": GateSpec("a non-sparse learned gate, section 5.2.2 b", options=("softmax",)),
     "noisy_topk": GateSpec(
         "Shazeer's noisy top-k gate, eq. 15-18",
-        options=("top_k", "pool", "balance_loss_weight", "routing_noise"),
+        options=("top_k", "pool", "balance_loss_weight", "routing_noise", "router_init"),
         sparse=True,
     ),
     "shared": GateSpec("one gate for message and update, section 6.3", options=("softmax",), both_stages=True),
@@ -125,7 +125,7 @@ def model_problems(model: Mapping[str, Any], n_roles: int | None = None) -> list
     if "top_k" in spec.options and top_k is not None and experts is not None and top_k > experts:
         problems.append(("top_k", f"({top_k}) must be <= num_experts ({experts})."))
     weight, noise = model.get("balance_loss_weight"), model.get("routing_noise")
-    if {"balance_loss_weight", "routing_noise"} <= set(spec.options) and noise == "shared" and (weight or 0) > 0:
+    if {"balance_loss_weight", "routing_noise"} <= set(spec.options) and noise != "independent" and (weight or 0) > 0:
         problems.append(("balance_loss_weight", (
             f"({weight}) needs routing_noise: independent (the balance loss estimates the load "
             "from independent noise); set it to 0."

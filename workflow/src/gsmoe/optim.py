@@ -3,7 +3,7 @@ sparse (top-k) gating (only the experts a step routed to are stepped)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.optim.adam import adam
@@ -27,9 +27,15 @@ class LazyExpertUpdates:
     functional update on the gathered rows, the parameter's shared step count), and the
     unrouted rows cost nothing: with 128 experts and top-4 the full step was most of the
     time of a Cora epoch.
+
+    With ``expert_step_counts`` each expert keeps a step count of its own, counting the
+    steps that routed to it, as ``torch.optim.Adam`` counts per parameter: this is the
+    authors' code (one ``nn.Linear`` per expert) under torch >= 2.0, where ``zero_grad()``
+    leaves an unrouted expert's gradient None and Adam skips it.  Adam's bias correction
+    then starts afresh for an expert's first routed step.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Adam) -> None:
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Adam, expert_step_counts: bool = False) -> None:
         if type(optimizer) is not torch.optim.Adam:
             raise TypeError(f"LazyExpertUpdates needs torch.optim.Adam, got {type(optimizer).__name__}")
         for group in optimizer.param_groups:
@@ -38,6 +44,7 @@ class LazyExpertUpdates:
                 raise ValueError(f"LazyExpertUpdates does not support Adam's {', '.join(unsupported)}")
         self.model = model
         self.optimizer = optimizer
+        self.expert_step_counts = expert_step_counts
         self._groups = {id(param): group for group in optimizer.param_groups for param in group["params"]}
 
     def _unused(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
@@ -57,14 +64,18 @@ class LazyExpertUpdates:
         """``optimizer.step()`` for the experts the last forward pass used only."""
         partial = []
         for param, unused in self._unused():
-            if param.grad is None or not bool(unused.any()):
+            # With a count per expert, every expert parameter takes the row step.
+            if param.grad is None or not (self.expert_step_counts or bool(unused.any())):
                 continue
             partial.append((param, param.grad, (~unused).nonzero().view(-1)))
             param.grad = None  # the full step below skips it
         self.optimizer.step()
         for param, grad, used in partial:
             param.grad = grad
-            self._step_rows(param, grad, used)
+            if self.expert_step_counts:
+                self._step_rows_counted(param, grad, used)
+            else:
+                self._step_rows(param, grad, used)
 
     @torch.no_grad()
     def _step_rows(self, param: torch.nn.Parameter, grad: torch.Tensor, rows: torch.Tensor) -> None:
@@ -87,20 +98,45 @@ class LazyExpertUpdates:
         state["exp_avg"][rows] = exp_avg
         state["exp_avg_sq"][rows] = exp_avg_sq
 
+    @torch.no_grad()
+    def _step_rows_counted(self, param: torch.nn.Parameter, grad: torch.Tensor, rows: torch.Tensor) -> None:
+        """Adam's single-tensor step (coupled L2) on ``rows``, each with its own step count."""
+        group = self._groups[id(param)]
+        state = self.optimizer.state[param]
+        if not state:
+            state["expert_step"] = torch.zeros(param.size(0), dtype=torch.float64)
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["expert_step"][rows] += 1
+        step = state["expert_step"][rows].view(-1, *[1] * (param.dim() - 1))
+        beta1, beta2 = group["betas"]
+        values, exp_avg, exp_avg_sq = param[rows], state["exp_avg"][rows], state["exp_avg_sq"][rows]
+        row_grad = grad[rows]
+        if group["weight_decay"] != 0:
+            row_grad = row_grad.add(values, alpha=group["weight_decay"])
+        exp_avg.lerp_(row_grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(row_grad, row_grad, value=1 - beta2)
+        step_size = (group["lr"] / (1 - beta1**step)).to(param.dtype)
+        bias_correction2_sqrt = ((1 - beta2**step) ** 0.5).to(param.dtype)
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
+        param[rows] = values - step_size * exp_avg / denom
+        state["exp_avg"][rows] = exp_avg
+        state["exp_avg_sq"][rows] = exp_avg_sq
+
 
 #: What the trainer steps: a torch optimiser, or Adam wrapped in :class:`LazyExpertUpdates`.
 Optimizer = torch.optim.Optimizer | LazyExpertUpdates
 
 
-def _parameter_groups(model: torch.nn.Module, weight_decay: float, lazy: bool) -> list[dict[str, Any]]:
-    """Adam's parameter groups: coupled L2 on everything, except (``lazy``) the routers of
-    sparse gates (noisy top-k).
+def _parameter_groups(model: torch.nn.Module, weight_decay: float, undecayed_routers: bool) -> list[dict[str, Any]]:
+    """Adam's parameter groups: coupled L2 on everything, except (``undecayed_routers``) the
+    routers of sparse gates (noisy top-k).
 
     A router's gradient reaches only the k chosen columns through a softmax and is tiny
     next to ``weight_decay * w``: with L2 its clean logits stay near zero, the noise alone
     picks the experts in every step, and no expert is trained long enough to be of use.
     """
-    sparse_gates = [m for m in model.modules() if isinstance(m, Gate) and m.sparse] if lazy else []
+    sparse_gates = [m for m in model.modules() if isinstance(m, Gate) and m.sparse] if undecayed_routers else []
     routers = {id(p) for gate in sparse_gates for p in gate.parameters()}
     params = list(model.parameters())
     groups = [{"params": [p for p in params if id(p) not in routers], "weight_decay": weight_decay}]
@@ -109,15 +145,36 @@ def _parameter_groups(model: torch.nn.Module, weight_decay: float, lazy: bool) -
     return groups
 
 
+class ExpertUpdates(NamedTuple):
+    """What one value of ``training.expert_updates`` does."""
+
+    skip_unrouted: bool
+    decay_routers: bool
+    step_count_per_expert: bool
+
+
+#: Every ``training.expert_updates`` (the schema's enum lists the same names).
+EXPERT_UPDATES = {
+    "lazy": ExpertUpdates(skip_unrouted=True, decay_routers=False, step_count_per_expert=False),
+    "dense": ExpertUpdates(skip_unrouted=False, decay_routers=True, step_count_per_expert=False),
+    "lazy_decayed_router": ExpertUpdates(skip_unrouted=True, decay_routers=True, step_count_per_expert=True),
+}
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, expert_updates: str = "lazy") -> Optimizer:
-    """The trainer's optimiser: Adam with coupled L2 (the authors'), and for
-    ``expert_updates="lazy"`` the sparse gates' routers undecayed and unrouted experts left alone
-    (:class:`LazyExpertUpdates`); ``"dense"`` is the authors' plain Adam."""
-    if expert_updates not in ("lazy", "dense"):
-        raise ValueError(f"expert_updates must be 'lazy' or 'dense', got {expert_updates!r}")
-    lazy = expert_updates == "lazy"
+    """The trainer's optimiser, Adam with coupled L2 (the authors'), by ``expert_updates``:
+    ``"lazy"``: unrouted experts left alone (:class:`LazyExpertUpdates`) and the sparse
+    gates' routers undecayed; ``"dense"``: the authors' plain Adam (their code under torch
+    1.x); ``"lazy_decayed_router"``: their code under torch >= 2.0, unrouted experts skipped
+    with a step count per expert, every parameter decayed."""
+    if expert_updates not in EXPERT_UPDATES:
+        raise ValueError(f"expert_updates must be one of {', '.join(map(repr, EXPERT_UPDATES))}, got {expert_updates!r}")
+    updates = EXPERT_UPDATES[expert_updates]
     # The multi-tensor step: the same numbers as the single-tensor one (torch's default on
     # CPU), bit for bit, in a few operations for all parameters (0.2 -> 0.14 ms a step of
     # ENZYMES' small models, where per-operation overhead dominates).
-    optimizer = torch.optim.Adam(_parameter_groups(model, weight_decay, lazy), lr=lr, foreach=True)
-    return LazyExpertUpdates(model, optimizer) if lazy else optimizer
+    groups = _parameter_groups(model, weight_decay, undecayed_routers=not updates.decay_routers)
+    optimizer = torch.optim.Adam(groups, lr=lr, foreach=True)
+    if not updates.skip_unrouted:
+        return optimizer
+    return LazyExpertUpdates(model, optimizer, expert_step_counts=updates.step_count_per_expert)

@@ -13,6 +13,7 @@ Features may be dense tensors, :class:`~gsmoe.nn.inputs.SparseFeatures` or tuple
 
 from __future__ import annotations
 
+import math
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, NamedTuple, Optional
@@ -259,7 +260,7 @@ class NoisyTopKGate(Gate, name="noisy_topk"):
 
     where :math:`x` is ``h`` or ``CONCAT(h, agg)``.  With ``pool="graph"`` (eq. 18) both
     logit terms are averaged over the nodes of each graph, so the whole graph takes one
-    expert choice; as the maps are linear without bias, the node features are pooled
+    expert choice; as the maps are affine, the node features are pooled
     first.  With ``pool="node"`` every node is routed alone.  ``pool="batch"`` is the
     authors' code: the mean over all rows, so every graph of a mini-batch takes the same
     experts.
@@ -269,9 +270,13 @@ class NoisyTopKGate(Gate, name="noisy_topk"):
     scalar ``eps`` per forward pass for all rows and experts, in evaluation too.  While
     ``W_noise`` is zero, a shared ``eps`` shifts every logit alike and leaves the ranking to
     ``x W_g``; independent noise ranks the experts at random until ``x W_g`` outgrows it.
+    ``routing_noise="none"`` routes by the clean logits alone (an ablation, not the paper's).
 
-    :math:`W_g` and :math:`W_{noise}` start at zero, as in Shazeer et al.: routing starts
-    uniform and is explored by the noise.  Ties (e.g. all logits zero in eval mode) go to
+    With ``router_init="zero"`` :math:`W_g` and :math:`W_{noise}` start at zero, as in
+    Shazeer et al.: routing starts uniform and is explored by the noise.
+    ``router_init="linear"`` is the authors' code: both maps are ``nn.Linear`` layers, with
+    a bias and PyTorch's default initialisation (weights and bias uniform in
+    :math:`\pm 1/\sqrt{\text{fan\_in}}`), so routing starts at random.  Ties (e.g. all logits zero in eval mode) go to
     the lowest expert index, through a stable sort.  With ``k = 1`` the softmax is constant,
     so :math:`W_g` learns only through the balance loss (as in Shazeer et al.).
 
@@ -289,8 +294,10 @@ class NoisyTopKGate(Gate, name="noisy_topk"):
         pool (str, optional): ``"graph"``, ``"node"`` or ``"batch"``. (default: :obj:`"graph"`)
         balance_loss_weight (float, optional): Weight of the balance loss; 0 turns it off.
             Needs independent noise (its load estimate assumes it). (default: :obj:`0.0`)
-        routing_noise (str, optional): ``"independent"`` or ``"shared"``.
+        routing_noise (str, optional): ``"independent"``, ``"shared"`` or ``"none"``.
             (default: :obj:`"independent"`)
+        router_init (str, optional): ``"zero"`` (no bias) or ``"linear"`` (with bias).
+            (default: :obj:`"zero"`)
 
     Shapes:
         - **input:** h :math:`(N, F_{in})`, optional agg :math:`(N, F_{agg})`, the batch
@@ -309,16 +316,31 @@ class NoisyTopKGate(Gate, name="noisy_topk"):
         pool: str = "graph",
         balance_loss_weight: float = 0.0,
         routing_noise: str = "independent",
+        router_init: str = "zero",
     ):
-        options = {"top_k": top_k, "pool": pool, "balance_loss_weight": balance_loss_weight, "routing_noise": routing_noise}
+        options = {
+            "top_k": top_k, "pool": pool, "balance_loss_weight": balance_loss_weight,
+            "routing_noise": routing_noise, "router_init": router_init,
+        }  # fmt: skip
         super().__init__(num_experts, options)
         self.w_gate = nn.Parameter(torch.empty(in_channels + agg_channels, num_experts))
         self.w_noise = nn.Parameter(torch.empty(in_channels + agg_channels, num_experts))
+        # Only the authors' initialisation has a bias: the zero start keeps eq. 15's maps.
+        has_bias = router_init == "linear"
+        self.b_gate = nn.Parameter(torch.empty(num_experts)) if has_bias else None
+        self.b_noise = nn.Parameter(torch.empty(num_experts)) if has_bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.zeros_(self.w_gate)
-        nn.init.zeros_(self.w_noise)
+        if self.router_init == "zero":
+            nn.init.zeros_(self.w_gate)
+            nn.init.zeros_(self.w_noise)
+            return
+        # nn.Linear.reset_parameters on the (out, in) view: U(+-1/sqrt(fan_in)) for both.
+        for weight, bias in ((self.w_gate, self.b_gate), (self.w_noise, self.b_noise)):
+            nn.init.kaiming_uniform_(weight.T, a=math.sqrt(5))
+            bound = 1 / math.sqrt(weight.size(0))
+            nn.init.uniform_(bias, -bound, bound)
 
     @property
     def per_graph(self) -> bool:
@@ -342,9 +364,9 @@ class NoisyTopKGate(Gate, name="noisy_topk"):
 
     def forward(self, h: Parts, agg: Optional[Tensor] = None, context: Optional[GateContext] = None) -> GateOutput:
         x = self._pooled(_gate_input(h, agg), context)
-        clean = split_mm(x, self.w_gate)
-        if self.training or self.routing_noise == "shared":
-            noise_std = F.softplus(split_mm(x, self.w_noise))
+        clean = split_mm(x, self.w_gate, self.b_gate)
+        if self.routing_noise == "shared" or (self.training and self.routing_noise == "independent"):
+            noise_std = F.softplus(split_mm(x, self.w_noise, self.b_noise))
             if self.routing_noise == "independent":
                 eps = torch.randn_like(clean)
             else:
@@ -380,12 +402,13 @@ class NoisyTopKGate(Gate, name="noisy_topk"):
             rows = x.mean(0, keepdim=True)
         else:
             rows = x
-        logits = rows @ self.w_gate
+        b_gate, b_noise = (0.0, 0.0) if self.b_gate is None else (self.b_gate, self.b_noise)
+        logits = rows @ self.w_gate + b_gate
         if self.routing_noise == "shared":
-            logits = logits + torch.randn((), dtype=rows.dtype, device=rows.device) * F.softplus(rows @ self.w_noise)
-        elif self.training:
+            logits = logits + torch.randn((), dtype=rows.dtype, device=rows.device) * F.softplus(rows @ self.w_noise + b_noise)
+        elif self.training and self.routing_noise == "independent":
             noise = torch.randn(logits.shape, dtype=logits.dtype, device=logits.device)
-            logits = logits + noise * F.softplus(rows @ self.w_noise)
+            logits = logits + noise * F.softplus(rows @ self.w_noise + b_noise)
         keep = torch.topk(logits, self.top_k, dim=-1).indices
         masked = torch.full_like(logits, float("-inf")).scatter(1, keep, logits.gather(1, keep))
         coefficients = torch.softmax(masked, -1)
