@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gsmoe.config import dataset_config, load_config, raw_files, resolve_run, verified_members
+from gsmoe.report.verify import VERIFY_CODE_MODES
 
 
 def _positive_int(text: str) -> int:
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="report cells with fewer seeds than configured (n is recorded per cell) "
                         "instead of failing on missing runs; a figure without any runs is skipped with a "
                         "warning and its file from an earlier report removed")
-    report.add_argument("--verify-code", choices=("current", "grid"), default=None,
+    report.add_argument("--verify-code", choices=VERIFY_CODE_MODES, default=None,
                         help="code fingerprint check of every record: current (equal to this code's) or grid "
                         "(equal across all records); default: the config's verify_code")
     report.set_defaults(func=_report)
