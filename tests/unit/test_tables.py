@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import make_record, validated_config
 
 from gsmoe.report.aggregate import runs_frame, summarize
-from gsmoe.report.tables import latex_escape, render_markdown_summary, render_table, write_tables
+from gsmoe.report.tables import format_number, latex_escape, render_markdown_summary, render_table, write_tables
 
 DATASETS = ["Cora", "PubMed", "ENZYMES"]
 
@@ -131,6 +133,26 @@ def test_no_n_note_when_complete() -> None:
     tex = render_table(summary, CONFIG["tables"]["table2"], EXPERIMENTS, CONFIG["table_metric"], name="table2")
     assert "n=" not in tex and "superscript" not in tex
     assert "--" not in "".join(_body_rows(tex))
+
+
+@pytest.mark.parametrize(
+    ("value", "signed", "text"),
+    [
+        (0.7125, False, "0.713"),  # three decimals
+        (0.7125, True, "+0.713"),
+        (-0.0104, True, "-0.010"),
+        (0, False, "0.000"),
+        (np.float32(0.25), True, "+0.250"),
+        (None, False, "--"),
+        (math.nan, True, "--"),
+        (np.float32("nan"), False, "--"),  # not a Python float, still missing
+        (pd.NA, False, "--"),
+        (math.inf, True, "--"),
+        (-math.inf, False, "--"),
+    ],
+)
+def test_format_number(value: Any, signed: bool, text: str) -> None:
+    assert format_number(value, signed) == text
 
 
 def test_escaping() -> None:

@@ -22,6 +22,7 @@ from gsmoe.config.claims import parse_claims
 from gsmoe.io import atomic_open
 from gsmoe.report.aggregate import RUN_COLUMNS, read_csv_keeping_names
 from gsmoe.report.references import check_references
+from gsmoe.report.tables import format_number
 from gsmoe.report.design import design_seed_sets
 from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims
 
@@ -36,16 +37,16 @@ def _md(text: Any) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _num(x: float, signed: bool = False) -> str:
-    if x is None or not math.isfinite(float(x)):
-        return "--"
-    return f"{float(x):+.3f}" if signed else f"{float(x):.3f}"
-
-
 def _p(x: float) -> str:
     if x is None or not math.isfinite(float(x)):
         return "--"
     return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _difference(row: Mapping[str, Any]) -> str:
+    """Our difference and its interval, ``+0.012 [-0.003, +0.027]``."""
+    low, high = format_number(row["ci_low"], True), format_number(row["ci_high"], True)
+    return f"{format_number(row['diff'], True)} [{low}, {high}]"
 
 
 def _verdict(row: Mapping[str, Any], column: str = "verdict") -> str:
@@ -101,14 +102,14 @@ def _summary_lines(claims_df: pd.DataFrame, conf: str) -> list[str]:
     for (_, dataset), group in claims_df.groupby(["claim", "dataset"], sort=False):
         by_protocol = {r["protocol"]: r for _, r in group.iterrows()}
         first = group.iloc[0]
-        cells = [_md(first["text"]), _md(dataset), _num(first["paper_diff"], True)]
+        cells = [_md(first["text"]), _md(dataset), format_number(first["paper_diff"], True)]
         for protocol in protocols:
             r = by_protocol.get(protocol)
             if r is None or r["verdict"] == NOT_RUN:
                 cells += ["--", "--", NOT_RUN]
             else:
                 cells += [
-                    f"{_num(r['diff'], True)} [{_num(r['ci_low'], True)}, {_num(r['ci_high'], True)}]",
+                    _difference(r),
                     _p(r["p_value"]),
                     _verdict(r),
                 ]
@@ -177,11 +178,12 @@ def render_markdown(
         if r["verdict"] == NOT_RUN:
             ours, check, mde, needed = "--", "--", "--", "--"
         else:
-            ours = f"{_num(r['diff'], True)} [{_num(r['ci_low'], True)}, {_num(r['ci_high'], True)}]"
-            check, mde, needed = _md(r["paper_check"]), _num(r["mde"]), _seeds_needed(r, cap)
+            ours = _difference(r)
+            check, mde, needed = _md(r["paper_check"]), format_number(r["mde"]), _seeds_needed(r, cap)
         lines.append(
             f"| {_md(r['claim'])} | {_md(r['table'])} | {_md(r['dataset'])} | {r['protocol']} | {r['expect']} | "
-            f"{_num(r['paper_diff'], True)} | {ours} | {check} | {_p(r['p_value'])} | {_p(r['p_contrary'])} | "
+            f"{format_number(r['paper_diff'], True)} | {ours} | {check} | {_p(r['p_value'])} | "
+            f"{_p(r['p_contrary'])} | "
             f"{_p(r['p_holm'])} | {int(r['n'])} | {mde} | {needed} | {_verdict(r)} | "
             f"{_verdict(r, 'verdict_holm')} | {_md(r['note'])} |"
         )
@@ -199,11 +201,13 @@ def render_markdown(
             "|---|---|---|---:|---:|---|---:|---|---|---|",
         ]
         for _, r in refs_df.iterrows():
-            ci = f"{_num(r['mean'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if r["n"] else "--"
+            interval = f"[{format_number(r['ci_low'])}, {format_number(r['ci_high'])}]"
+            ci = f"{format_number(r['mean'])} {interval}" if r["n"] else "--"
             flag = "**far**" if r["flag"] else ("--" if not r["n"] else "ok")
             lines.append(
                 f"| {_md(r['dataset'])} | {_md(r['experiment'])}, {r['protocol']} | {ci} | {int(r['n'])} | "
-                f"{_num(r['reference'])} | {_md(r['reference_model'])} | {_num(r['difference'], True)} | {flag} | "
+                f"{format_number(r['reference'])} | {_md(r['reference_model'])} | "
+                f"{format_number(r['difference'], True)} | {flag} | "
                 f"{_md(r['source'])} | {_md(r['note'])} |"
             )
         lines += [

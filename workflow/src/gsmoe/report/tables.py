@@ -41,6 +41,7 @@ __all__ = [
     "METRIC_NAMES",
     "TableGrid",
     "TableRow",
+    "format_number",
     "format_paper",
     "latex_escape",
     "metric_name",
@@ -103,6 +104,14 @@ def metric_name(metric_cfg: Mapping[str, Any]) -> str:
 def _columns(table_cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Configured columns as ``(dataset, header label)``; the header is the dataset's name."""
     return [(str(dataset), str(dataset)) for dataset in table_cfg["columns"]]
+
+
+def format_number(value: Any, signed: bool = False) -> str:
+    """A number of ours as the reports print it: three decimals, with its sign when ``signed``;
+    :data:`DASH` when there is none (None, NaN, pandas' NA) or it is infinite."""
+    if pd.isna(value) or not math.isfinite(float(value)):
+        return DASH
+    return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
 
 
 def format_paper(value: float | None) -> str:
