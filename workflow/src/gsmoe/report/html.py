@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from gsmoe.io import atomic_open
+from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
 from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_number, format_paper, metric_name, table_grid
 
@@ -221,7 +222,8 @@ def render_table_html(grids: Sequence[TableGrid], protocols: Mapping[str, str]) 
 def table_metrics(table_metric: Mapping[str, Any]) -> list[dict[str, str]]:
     """The metrics a table page shows: the configured ``table_metric``, then the standard
     protocol (once, where that is the configured one)."""
-    metrics = [dict(table_metric), {"protocol": "standard", "metric": "test"}]
+    standard_protocol, standard_metric = STANDARD_METRIC
+    metrics = [dict(table_metric), {"protocol": standard_protocol, "metric": standard_metric}]
     names = [metric_name(m) for m in metrics]
     return metrics[:1] if names[0] == names[1] else metrics
 
