@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -138,6 +139,27 @@ def test_equivalent_exactly_when_the_90_interval_is_inside_the_margin() -> None:
 )
 def test_equivalence_verdict(p_tost: float, p_difference: float, verdict: str, note: str) -> None:
     assert h.equivalence_verdict(p_tost, p_difference, 0.05) == (verdict, note)
+
+
+@pytest.mark.parametrize(
+    ("p_non_superior", "p_superior", "verdict", "note"),
+    [
+        (0.01, 0.5, h.NOT_SUPERIOR, ""),
+        (0.01, 0.01, h.NOT_SUPERIOR, h.SMALL_SUPERIORITY_NOTE),
+        (0.4, 0.01, h.SUPERIOR, ""),
+        (0.4, 0.4, h.UNDECIDED, ""),
+        (math.nan, 0.4, h.UNDECIDED, ""),
+        (math.nan, math.nan, h.UNDECIDED, ""),
+    ],
+)
+def test_non_superiority_verdict(p_non_superior: float, p_superior: float, verdict: str, note: str) -> None:
+    assert h.non_superiority_verdict(p_non_superior, p_superior, 0.05) == (verdict, note)
+
+
+@pytest.mark.parametrize("verdict", [h.equivalence_verdict, h.non_superiority_verdict])
+def test_margin_verdicts_check_alpha(verdict: Callable[[float, float, float], tuple[str, str]]) -> None:
+    with pytest.raises(ValueError, match="alpha must be in"):
+        verdict(0.01, 0.01, 0.5)
 
 
 def test_equivalence_on_data() -> None:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import make_record, validated_config
 
 from gsmoe.report.aggregate import runs_frame, summarize
-from gsmoe.report.tables import latex_escape, render_markdown_summary, render_table, write_tables
+from gsmoe.report.tables import (
+    format_number,
+    latex_escape,
+    render_markdown_summary,
+    render_table,
+    table_grid,
+    write_tables,
+)
 
 DATASETS = ["Cora", "PubMed", "ENZYMES"]
 
@@ -85,9 +94,10 @@ def _body_rows(tex: str) -> list[str]:
 
 
 def test_rows_columns_and_paper_values() -> None:
-    tex = render_table(
+    grid = table_grid(
         make_summary(), CONFIG["tables"]["table1"], EXPERIMENTS, CONFIG["table_metric"], name="table1", n_seeds=3
     )
+    tex = render_table(grid)
     for label in ("Baseline", "Mixture by 4 Roles - Message Passing", "Mixture by 4 Roles - Message Aggregated"):
         assert label in tex
     rows = _body_rows(tex)
@@ -113,9 +123,10 @@ def test_rows_columns_and_paper_values() -> None:
 
 
 def test_dash_for_dataset_not_run_and_n_for_fewer_seeds() -> None:
-    tex = render_table(
+    grid = table_grid(
         make_summary(), CONFIG["tables"]["table1"], EXPERIMENTS, CONFIG["table_metric"], name="table1", n_seeds=3
     )
+    tex = render_table(grid)
     rows = _body_rows(tex)
     mp_cells = rows[1].removesuffix(" \\\\").split(" & ")
     assert mp_cells[3] == "--"  # PubMed not run ...
@@ -128,33 +139,50 @@ def test_dash_for_dataset_not_run_and_n_for_fewer_seeds() -> None:
 
 def test_no_n_note_when_complete() -> None:
     summary = make_summary(skip_pubmed_for=(), short=())
-    tex = render_table(summary, CONFIG["tables"]["table2"], EXPERIMENTS, CONFIG["table_metric"], name="table2")
+    grid = table_grid(summary, CONFIG["tables"]["table2"], EXPERIMENTS, CONFIG["table_metric"], name="table2")
+    tex = render_table(grid)
     assert "n=" not in tex and "superscript" not in tex
     assert "--" not in "".join(_body_rows(tex))
+
+
+@pytest.mark.parametrize(
+    ("value", "signed", "text"),
+    [
+        (0.7125, False, "0.713"),  # three decimals
+        (0.7125, True, "+0.713"),
+        (-0.0104, True, "-0.010"),
+        (0, False, "0.000"),
+        (np.float32(0.25), True, "+0.250"),
+        (None, False, "--"),
+        (math.nan, True, "--"),
+        (np.float32("nan"), False, "--"),  # not a Python float, still missing
+        (pd.NA, False, "--"),
+        (math.inf, True, "--"),
+        (-math.inf, False, "--"),
+    ],
+)
+def test_format_number(value: Any, signed: bool, text: str) -> None:
+    assert format_number(value, signed) == text
 
 
 def test_escaping() -> None:
     assert latex_escape("a & b_c 100% #1 {x} ~ ^ $ \\") == (
         "a \\& b\\_c 100\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\$ \\textbackslash{}"
     )
-    tex = render_table(make_summary(), CONFIG["tables"]["table2"], EXPERIMENTS, CONFIG["table_metric"], name="table2")
+    grid = table_grid(make_summary(), CONFIG["tables"]["table2"], EXPERIMENTS, CONFIG["table_metric"], name="table2")
+    tex = render_table(grid)
     assert "No Softmax \\& 100\\% of\\_experts \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{}" in tex
 
 
 def test_standard_protocol_and_unknown_metric() -> None:
     summary = make_summary()
-    tex = render_table(
-        summary,
-        CONFIG["tables"]["table1"],
-        EXPERIMENTS,
-        {"protocol": "standard", "metric": "test"},
-        name="table1",
-        label_suffix="-standard",
-    )
+    standard = {"protocol": "standard", "metric": "test"}
+    grid = table_grid(summary, CONFIG["tables"]["table1"], EXPERIMENTS, standard, name="table1")
+    tex = render_table(grid, label_suffix="-standard")
     assert "\\label{tab:table1-standard}" in tex and "standard protocol" in tex
     assert "$0.660 \\pm 0.010$" in tex  # standard test = paper last - 0.05
     with pytest.raises(ValueError, match="unknown table metric"):
-        render_table(summary, CONFIG["tables"]["table1"], EXPERIMENTS, {"protocol": "paper", "metric": "median"})
+        table_grid(summary, CONFIG["tables"]["table1"], EXPERIMENTS, {"protocol": "paper", "metric": "median"})
 
 
 def test_write_tables_files(tmp_path: Path, summary_csv: Path) -> None:

@@ -65,6 +65,7 @@ from gsmoe.report.power import (
     tost_power,
 )
 from gsmoe.report.seed_runs import checked_runs, paired_differences, paper_value, seed_values
+from gsmoe.report.tables import format_number
 
 __all__ = [
     "DESIGN_COLUMNS",
@@ -279,12 +280,6 @@ def propose_confirmatory(table: pd.DataFrame, cap: int, alpha: float, first_seed
     )
 
 
-def _num(x: Any, signed: bool = False) -> str:
-    if x is None or pd.isna(x):
-        return "--"
-    return f"{float(x):+.3f}" if signed else f"{float(x):.3f}"
-
-
 def render_design(table: pd.DataFrame, proposal: Proposal, cost_s: Mapping[str, float], cores: int) -> str:
     """Markdown: the per-row power table, the proposed confirmatory seeds and their cost."""
     lines = [
@@ -294,9 +289,10 @@ def render_design(table: pd.DataFrame, proposal: Proposal, cost_s: Mapping[str, 
     for _, r in table.iterrows():
         needed = str(int(r["pairs_needed"])) if not pd.isna(r["pairs_needed"]) else "--"
         lines.append(
-            f"| {r['claim']} | {r['dataset']} | {r['protocol']} | {r['test']} | {int(r['n'])} | {_num(r['sd'])} | "
-            f"{_num(r['diff'], True)} | {_num(r['paper_diff'], True)} | {_num(r['target'], True)} | "
-            f"{_num(r['mde'])} | {_num(r['power'])} | {needed} | {r['note']} |"
+            f"| {r['claim']} | {r['dataset']} | {r['protocol']} | {r['test']} | {int(r['n'])} | "
+            f"{format_number(r['sd'])} | {format_number(r['diff'], True)} | {format_number(r['paper_diff'], True)} | "
+            f"{format_number(r['target'], True)} | {format_number(r['mde'])} | {format_number(r['power'])} | "
+            f"{needed} | {r['note']} |"
         )
     per_seed = sum(cost_s.values())
     core_h = proposal.count * per_seed / 3600.0

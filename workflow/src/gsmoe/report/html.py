@@ -28,8 +28,9 @@ from typing import Any
 import pandas as pd
 
 from gsmoe.io import atomic_open
+from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
-from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_paper, metric_name, table_grid
+from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_number, format_paper, metric_name, table_grid
 
 __all__ = [
     "CLAIMS_HTML_COLUMNS",
@@ -112,12 +113,6 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _fmt(value: Any, digits: int = 3, sign: bool = False) -> str:
-    if _is_missing(value):
-        return DASH
-    return f"{float(value):+.{digits}f}" if sign else f"{float(value):.{digits}f}"
-
-
 def _n_text(row: pd.Series) -> str:
     """``n=10``; ``n=8 of 10`` (flagged) when runs are missing from the cell."""
     n, expected = int(row["n"]), int(row["n_expected"])
@@ -155,9 +150,10 @@ def render_summary_html(
                 if row is None:
                     tds.append(f'<td class="num">{DASH}</td><td class="paper">{DASH}</td>')
                     continue
-                interval = f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+                interval = f"[{format_number(row['ci_low'])}, {format_number(row['ci_high'])}]"
                 tds.append(
-                    f'<td class="num">{_fmt(row["mean"])} <span class="ci">{interval}</span> {_n_text(row)}</td>'
+                    f'<td class="num">{format_number(row["mean"])} <span class="ci">{interval}</span> '
+                    f"{_n_text(row)}</td>"
                     f'<td class="paper">{format_paper(row["paper"])}</td>'
                 )
             rows.append("<tr>" + "".join(tds) + "</tr>\n")
@@ -226,7 +222,8 @@ def render_table_html(grids: Sequence[TableGrid], protocols: Mapping[str, str]) 
 def table_metrics(table_metric: Mapping[str, Any]) -> list[dict[str, str]]:
     """The metrics a table page shows: the configured ``table_metric``, then the standard
     protocol (once, where that is the configured one)."""
-    metrics = [dict(table_metric), {"protocol": "standard", "metric": "test"}]
+    standard_protocol, standard_metric = STANDARD_METRIC
+    metrics = [dict(table_metric), {"protocol": standard_protocol, "metric": standard_metric}]
     names = [metric_name(m) for m in metrics]
     return metrics[:1] if names[0] == names[1] else metrics
 
@@ -326,7 +323,7 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
                 text = f"{escape(str(first['text']))}<br><span class=\"note\">{escape(str(first['a']))} vs {escape(str(first['b']))}</span>"
                 tds.append(f'<th scope="row" rowspan="{len(datasets)}">{text}</th>')
             tds.append(f"<td>{escape(dataset)}<br><span class=\"note\">expect {escape(str(first['expect']))}</span></td>")
-            tds.append(f'<td class="paper">{_fmt(first["paper_diff"], sign=True)}</td>')
+            tds.append(f'<td class="paper">{format_number(first["paper_diff"], signed=True)}</td>')
             notes = []
             for protocol in names:
                 if (claim, dataset, protocol) not in indexed:
@@ -336,7 +333,8 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
                 interval = (
                     ""
                     if _is_missing(row["ci_low"])
-                    else f' <span class="ci">[{_fmt(row["ci_low"], sign=True)}, {_fmt(row["ci_high"], sign=True)}]</span>'
+                    else f' <span class="ci">[{format_number(row["ci_low"], signed=True)}, '
+                    f'{format_number(row["ci_high"], signed=True)}]</span>'
                 )
                 # the paper's difference outside our interval: the claim may hold and be overstated
                 excluded = (
@@ -345,8 +343,8 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
                     else ""
                 )
                 tds.append(
-                    f'<td class="num">{_fmt(row["diff"], sign=True)}{interval}{excluded}</td>'
-                    f'<td class="num">{_fmt(row["p_value"])}</td>'
+                    f'<td class="num">{format_number(row["diff"], signed=True)}{interval}{excluded}</td>'
+                    f'<td class="num">{format_number(row["p_value"])}</td>'
                     f"<td>{_row_verdict_html(row)}</td>"
                 )
                 if str(row["note"]):

@@ -361,15 +361,29 @@ def equivalence_test(
     )
 
 
+def _margin_verdict(
+    p_margin: float, p_zero: float, alpha: float, *, shown: str, small_note: str, against: str
+) -> tuple[str, str]:
+    """``(verdict, note)`` of a test against the margin with a test of zero beside it.
+
+    ``shown`` when the margin test passes (with ``small_note`` when the test of zero passes
+    too: a difference within the margin), else ``against`` when the test of zero passes,
+    else ``undecided``.  The margin comes first (module docstring).
+    """
+    _check_alpha(alpha)
+    significant = p_zero < alpha
+    if p_margin < alpha:
+        return shown, small_note if significant else ""
+    if significant:
+        return against, ""
+    return UNDECIDED, ""
+
+
 def equivalence_verdict(p_tost: float, p_difference: float, alpha: float) -> tuple[str, str]:
     """``(verdict, note)``: ``equivalent`` / ``different`` / ``undecided`` (module docstring)."""
-    _check_alpha(alpha)
-    significant = p_difference < alpha
-    if p_tost < alpha:
-        return EQUIVALENT, SMALL_DIFFERENCE_NOTE if significant else ""
-    if significant:
-        return DIFFERENT, ""
-    return UNDECIDED, ""
+    return _margin_verdict(
+        p_tost, p_difference, alpha, shown=EQUIVALENT, small_note=SMALL_DIFFERENCE_NOTE, against=DIFFERENT
+    )
 
 
 # --------------------------------------------------------------------------- non-superiority
@@ -414,10 +428,6 @@ def non_superiority_test(
 
 def non_superiority_verdict(p_non_superior: float, p_superior: float, alpha: float) -> tuple[str, str]:
     """``(verdict, note)``: ``not superior`` / ``superior`` / ``undecided`` (module docstring)."""
-    _check_alpha(alpha)
-    better = p_superior < alpha
-    if p_non_superior < alpha:
-        return NOT_SUPERIOR, SMALL_SUPERIORITY_NOTE if better else ""
-    if better:
-        return SUPERIOR, ""
-    return UNDECIDED, ""
+    return _margin_verdict(
+        p_non_superior, p_superior, alpha, shown=NOT_SUPERIOR, small_note=SMALL_SUPERIORITY_NOTE, against=SUPERIOR
+    )

@@ -41,6 +41,7 @@ __all__ = [
     "METRIC_NAMES",
     "TableGrid",
     "TableRow",
+    "format_number",
     "format_paper",
     "latex_escape",
     "metric_name",
@@ -105,6 +106,14 @@ def _columns(table_cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(dataset), str(dataset)) for dataset in table_cfg["columns"]]
 
 
+def format_number(value: Any, signed: bool = False) -> str:
+    """A number of ours as the reports print it: three decimals, with its sign when ``signed``;
+    :data:`DASH` when there is none (None, NaN, pandas' NA) or it is infinite."""
+    if pd.isna(value) or not math.isfinite(float(value)):
+        return DASH
+    return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
+
+
 def format_paper(value: float | None) -> str:
     """The paper's value as printed there (two decimals: 0.70, not 0.7); more digits if the config has them."""
     if value is None or math.isnan(float(value)):
@@ -167,7 +176,19 @@ def table_grid(
     name: str = "table",
     n_seeds: int | None = None,
 ) -> TableGrid:
-    """The rows, dataset columns and cells of one table (arguments as :func:`render_table`)."""
+    """The rows, dataset columns and cells of one ``config["tables"]`` entry under one metric.
+
+    Args:
+        summary_df: ``summary.csv`` as a frame (see :func:`gsmoe.report.aggregate.summarize`).
+        table_cfg: ``{title, columns: [dataset, ...], rows: [{experiment, label}, ...]}``, as
+            validation leaves it (columns and row labels filled in).
+        experiments_cfg: ``config["experiments"]``: the paper's values ``paper: {dataset:
+            value}`` (a dataset absent there: the summary's copy, if any).
+        metric_cfg: ``{protocol, metric}``, e.g. ``{protocol: paper, metric: last}``.
+        name: the table's key (the LaTeX label, the HTML page's title).
+        n_seeds: configured seeds per cell; default: the largest ``n_expected``/``n``
+            of the cells this table shows.
+    """
     metric = metric_name(metric_cfg)
     columns = _columns(table_cfg)
     rows_cfg = list(table_cfg["rows"])
@@ -199,38 +220,16 @@ def table_grid(
     return TableGrid(name, title, metric, columns, rows, _seed_count(cells, n_seeds))
 
 
-def render_table(
-    summary_df: pd.DataFrame,
-    table_cfg: Mapping[str, Any],
-    experiments_cfg: Mapping[str, Any],
-    metric_cfg: Mapping[str, Any],
-    *,
-    name: str = "table",
-    n_seeds: int | None = None,
-    label_suffix: str = "",
-) -> str:
-    """One booktabs ``table`` environment for one ``config["tables"]`` entry.
-
-    Args:
-        summary_df: ``summary.csv`` as a frame (see :func:`gsmoe.report.aggregate.summarize`).
-        table_cfg: ``{title, columns: [dataset, ...], rows: [{experiment, label}, ...]}``, as
-            validation leaves it (columns and row labels filled in).
-        experiments_cfg: ``config["experiments"]``: the paper's values ``paper: {dataset:
-            value}`` (a dataset absent there: the summary's copy, if any).
-        metric_cfg: ``{protocol, metric}``, e.g. ``{protocol: paper, metric: last}``.
-        name: the table's key; the label is ``tab:<name><label_suffix>``.
-        n_seeds: configured seeds per cell; default: the largest ``n_expected``/``n``
-            of the cells this table shows.
-        label_suffix: appended to the label, e.g. ``-standard`` for the second protocol.
-    """
-    grid = table_grid(summary_df, table_cfg, experiments_cfg, metric_cfg, name=name, n_seeds=n_seeds)
+def render_table(grid: TableGrid, *, label_suffix: str = "") -> str:
+    """One booktabs ``table`` environment of a :func:`table_grid`; its label is
+    ``tab:<grid.name><label_suffix>``, e.g. ``label_suffix="-standard"`` for the second protocol."""
     ncol = len(grid.columns)
     lines = [
         _HEADER,
         "\\begin{table}[htbp]\n",
         "  \\centering\n",
         f"  \\caption{{{_caption(grid)}}}\n",
-        f"  \\label{{tab:{name}{label_suffix}}}\n",
+        f"  \\label{{tab:{grid.name}{label_suffix}}}\n",
         # Seven columns with the paper's long row labels: small type, tighter column gaps
         # and a wrapping label column keep the table within an article's text width.
         "  \\footnotesize\n",
@@ -382,9 +381,8 @@ def write_tables(
     for subdir, metric_cfg, suffix, index_name in versions:
         folder = out / subdir if subdir else out
         for key, table_cfg in tables_cfg.items():
-            text = render_table(
-                summary, table_cfg, experiments_cfg, metric_cfg, name=key, n_seeds=n_seeds, label_suffix=suffix
-            )
+            grid = table_grid(summary, table_cfg, experiments_cfg, metric_cfg, name=key, n_seeds=n_seeds)
+            text = render_table(grid, label_suffix=suffix)
             with atomic_open(folder / f"{key}.tex", "w", encoding="utf-8") as handle:
                 handle.write(text)
         metric = metric_name(metric_cfg)
