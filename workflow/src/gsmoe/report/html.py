@@ -30,7 +30,7 @@ import pandas as pd
 from gsmoe.io import atomic_open
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
-from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_number, format_paper, metric_name, table_grid
+from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_mean_std, format_number, format_paper, metric_name, table_grid
 
 __all__ = [
     "CLAIMS_HTML_COLUMNS",
@@ -192,8 +192,7 @@ def _grid_html(grid: TableGrid) -> str:
             if ours is None:
                 text = DASH
             else:
-                std = "" if _is_missing(float(ours["std"])) else f" ± {float(ours['std']):.3f}"
-                text = f"{float(ours['mean']):.3f}{std}"
+                text = format_mean_std(float(ours["mean"]), float(ours["std"]))
                 if int(ours["n"]) != grid.n_table:
                     flagged = True
                     text += f' <span class="n flag">n={int(ours["n"])}</span>'

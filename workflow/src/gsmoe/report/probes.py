@@ -27,16 +27,14 @@ from gsmoe.io import read_json
 from gsmoe.overlay import merge
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.stats import sample_std
+from gsmoe.report.tables import DASH, format_mean_std
 from gsmoe.report.verify import verify_records
 
 __all__ = ["probe_rows", "probe_markdown", "main"]
 
 
 def _mean_std(values: Sequence[float]) -> str:
-    if not values:
-        return "--"
-    mean = sum(values) / len(values)
-    return f"{mean:.3f} ± {sample_std(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
+    return format_mean_std(sum(values) / len(values), sample_std(values))
 
 
 def _load_summary(record: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -73,8 +71,8 @@ def probe_rows(records: Iterable[Mapping[str, Any]], table_metric: Mapping[str, 
                 for column, (protocol, metric) in metrics.items()
             },
             "train": _mean_std([r["curves"]["train_acc"][-1] for r in runs]),
-            "experts_used": f"{sum(u for u, _ in loads) / len(loads):.1f}" if loads else "--",
-            "busiest_k_share": f"{sum(s for _, s in loads) / len(loads):.2f}" if loads else "--",
+            "experts_used": f"{sum(u for u, _ in loads) / len(loads):.1f}" if loads else DASH,
+            "busiest_k_share": f"{sum(s for _, s in loads) / len(loads):.2f}" if loads else DASH,
         })  # fmt: skip
     return rows
 

@@ -114,6 +114,11 @@ def format_number(value: Any, signed: bool = False) -> str:
     return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
 
 
+def format_mean_std(mean: float, std: float) -> str:
+    """``mean ± std`` of ours (three decimals), the mean alone where the std is missing (one seed)."""
+    return format_number(mean) if pd.isna(std) else f"{format_number(mean)} ± {format_number(std)}"
+
+
 def format_paper(value: float | None) -> str:
     """The paper's value as printed there (two decimals: 0.70, not 0.7); more digits if the config has them."""
     if value is None or math.isnan(float(value)):
@@ -313,8 +318,7 @@ def render_markdown_summary(
                 if row is None:
                     parts.append(DASH)
                 else:
-                    std = "" if math.isnan(float(row["std"])) else f" ± {float(row['std']):.3f}"
-                    parts.append(f"{float(row['mean']):.3f}{std} (n={int(row['n'])})")
+                    parts.append(f"{format_mean_std(float(row['mean']), float(row['std']))} (n={int(row['n'])})")
                 parts.append(format_paper(exp_cfg["paper"].get(dataset)))  # absent: not reported
             out.append("| " + " | ".join(parts) + " |\n")
         out.append("\n")
