@@ -158,7 +158,7 @@ def test_report_shows_results_in_chromium(smoke_dir, smoke_report, tmp_path):
     assert f"{float(cell['mean']):.3f} ± {float(cell['std']):.3f}" in table_dom
     claims_dom = chromium(binary, tmp_path / "profile", results["results/claims.html"]["data_uri"], "--dump-dom")
     first = claims[0]
-    assert f'<span class="verdict' in claims_dom and f">{first['verdict']}</span>" in claims_dom
+    assert '<span class="verdict' in claims_dom and f">{first['verdict']}</span>" in claims_dom
     assert f"{float(first['diff']):+.3f}" in claims_dom
 
     # screenshots: the report's home page, and the report with a page open as a click on
