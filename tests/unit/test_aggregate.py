@@ -15,11 +15,13 @@ from scipy import stats
 
 from gsmoe.report.aggregate import (
     RUN_COLUMNS,
+    RUN_TEXT_COLUMNS,
     SUMMARY_COLUMNS,
     IncompleteRunsError,
     aggregate_runs,
     check_complete,
     load_runs,
+    read_csv_keeping_names,
     runs_frame,
     summarize,
 )
@@ -63,6 +65,21 @@ def test_runs_csv_one_row_per_run(tmp_path: Path, full_set) -> None:
     assert row.standard_epoch == 10
     assert row.wall_time_s == 2.5
     assert (row.num_parameters, row.active_parameters, row.device) == (1000, 800, "cpu")
+
+
+def test_runs_csv_says_which_code_trained_each_run(tmp_path: Path) -> None:
+    code = {"sha256": "0123e456" + "0" * 56, "files": 40, "git_commit": "1e5" + "a" * 37, "git_dirty": False}
+    records = [
+        make_record("Cora", "baseline", 0, provenance={"code": code, "data": {}}),
+        make_record("Cora", "baseline", 1, provenance={"code": {**code, "git_dirty": True}, "data": {}}),
+        make_record("Cora", "baseline", 2, provenance={"code": {**code, "git_commit": None}, "data": {}}),
+    ]
+    paths = write_records(tmp_path / "runs", records)
+    runs_csv = tmp_path / "runs.csv"
+    aggregate_runs(paths, expected_runs(["Cora"], ["baseline"], [0, 1, 2]), str(runs_csv), str(tmp_path / "s.csv"))
+    runs = read_csv_keeping_names(runs_csv, RUN_COLUMNS, RUN_TEXT_COLUMNS)
+    assert runs["code_sha256"].tolist() == [code["sha256"]] * 3  # a hex string that looks like a number stays text
+    assert runs["git_commit"].tolist() == [code["git_commit"], code["git_commit"] + "-dirty", ""]
 
 
 def test_summary_numbers_match_hand_computation(tmp_path: Path, full_set) -> None:

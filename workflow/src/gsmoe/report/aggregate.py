@@ -27,6 +27,7 @@ from gsmoe.report.verify import verify_records
 __all__ = [
     "IncompleteRunsError",
     "RUN_COLUMNS",
+    "RUN_TEXT_COLUMNS",
     "SUMMARY_COLUMNS",
     "SUMMARY_METRICS",
     "aggregate_runs",
@@ -50,8 +51,17 @@ _NUMERIC_FIELDS: list[tuple[tuple[str, ...], str]] = [
     (("active_parameters",), "active_parameters"),
 ]
 
+#: What produced each run, from its record's provenance: the package code's fingerprint
+#: and the git commit it was trained at ("-dirty" with local changes; empty outside git).
+_PROVENANCE_COLUMNS: list[str] = ["code_sha256", "git_commit"]
+
 #: Columns of ``runs.csv``, in order.
-RUN_COLUMNS: list[str] = ["dataset", "experiment", "seed", *(column for _, column in _NUMERIC_FIELDS), "device"]
+RUN_COLUMNS: list[str] = [
+    "dataset", "experiment", "seed", *(column for _, column in _NUMERIC_FIELDS), "device", *_PROVENANCE_COLUMNS,
+]  # fmt: skip
+
+#: The columns of ``runs.csv`` that hold text (the others are numbers).
+RUN_TEXT_COLUMNS: tuple[str, ...] = ("dataset", "experiment", "device", *_PROVENANCE_COLUMNS)
 
 #: Columns of ``summary.csv``, in order.
 SUMMARY_COLUMNS: list[str] = [
@@ -150,6 +160,9 @@ def runs_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         for keys, column in _NUMERIC_FIELDS:
             row[column] = _get(record, keys, _run_id(record))
         row["device"] = str(record.get("device", ""))
+        code = (record.get("provenance") or {}).get("code") or {}
+        row["code_sha256"] = code.get("sha256") or ""
+        row["git_commit"] = (code.get("git_commit") or "") + ("-dirty" if code.get("git_dirty") else "")
         rows.append(row)
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     frame = frame.astype(

@@ -21,7 +21,7 @@ import pandas as pd
 from gsmoe.config.claims import parse_claims
 from gsmoe.io import atomic_open
 from gsmoe.protocols import COMPARED_COLUMNS
-from gsmoe.report.aggregate import RUN_COLUMNS, read_csv_keeping_names
+from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keeping_names
 from gsmoe.report.references import check_references
 from gsmoe.report.design import design_seed_sets
 from gsmoe.report.tables import format_number
@@ -226,7 +226,7 @@ def write_claims(runs_csv: str, config: dict, out_md: str, out_csv: str) -> None
     Writes ``out_md`` (readable report) and ``out_csv`` (one row per claim x dataset x
     protocol, :data:`CLAIM_COLUMNS`; NaN as an empty cell), both atomically.
     """
-    runs = read_csv_keeping_names(runs_csv, RUN_COLUMNS, ("dataset", "experiment", "device"))
+    runs = read_csv_keeping_names(runs_csv, RUN_COLUMNS, RUN_TEXT_COLUMNS)
     claims_df = evaluate_claims(runs, config)
     refs_df = check_references(runs, config)
     pilot, confirmatory = design_seed_sets(config)

@@ -55,7 +55,7 @@ import pandas as pd
 
 from gsmoe.config.claims import parse_claims
 from gsmoe.protocols import COMPARED_COLUMNS
-from gsmoe.report.aggregate import RUN_COLUMNS, read_csv_keeping_names
+from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keeping_names
 from gsmoe.report.power import (
     min_pairs_for_alpha,
     minimal_detectable_effect,
@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=2, help="cores the confirmatory run gets (cost in hours)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    runs = read_csv_keeping_names(args.runs_csv, RUN_COLUMNS, ("dataset", "experiment", "device"))
+    runs = read_csv_keeping_names(args.runs_csv, RUN_COLUMNS, RUN_TEXT_COLUMNS)
     pilot, _ = design_seed_sets(config)
     table = power_table(runs, config)
     proposal = propose_confirmatory(
