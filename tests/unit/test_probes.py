@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gsmoe.provenance import code_fingerprint
 from gsmoe.report import probes
+from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keeping_names
 from gsmoe.report.verify import RecordMismatchError
 from helpers import CONFIG_YAML, make_record, validated_config, with_provenance, write_records
 
@@ -58,9 +60,13 @@ def test_cli_prints_the_probe_table_of_verified_records(tmp_path: Path, capsys: 
         merged = probes.merge(merged, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     config = probes.validate_config(merged)
     write_records(tmp_path / "results" / "runs", [_topk_record(s, 0.7, [1.0, 1.0, 0, 0, 0, 0, 0, 0], config) for s in (0, 1)])
-    assert probes.main(["--config", *files, "--runs-dir", str(tmp_path / "results" / "runs")]) == 0
+    runs_csv = tmp_path / "probe_runs.csv"
+    args = ["--config", *files, "--runs-dir", str(tmp_path / "results" / "runs"), "--runs-csv", str(runs_csv)]
+    assert probes.main(args) == 0
     out = capsys.readouterr().out
     assert "| topk8_noiseless | Cora | 2 | 0.700 ± 0.000 |" in out
+    runs = read_csv_keeping_names(runs_csv, RUN_COLUMNS, RUN_TEXT_COLUMNS)
+    assert runs["seed"].tolist() == [0, 1] and runs["code_sha256"].tolist() == [code_fingerprint()["sha256"]] * 2
 
 
 def test_cli_refuses_records_of_other_settings(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "read_csv_keeping_names",
     "runs_frame",
     "summarize",
+    "write_csv",
 ]
 
 # (path in the record, column in runs.csv); all must be finite numbers.
@@ -271,7 +272,8 @@ def read_csv_keeping_names(path: str | Path, columns: Sequence[str], text_column
     return frame
 
 
-def _write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """``frame`` as ``runs.csv`` / ``summary.csv`` are written (atomically)."""
     # NaN -> empty cell (std when n = 1, no paper value); \n endings on every platform.
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         frame.to_csv(handle, index=False, na_rep="", lineterminator="\n")
@@ -321,5 +323,5 @@ def aggregate_runs(
         raise FileNotFoundError(f"run record(s) not found: {', '.join(absent)}")
     runs = runs_frame(records)
     summary = summarize(runs, confidence, experiments_cfg=experiments_cfg, expected=expected)
-    _write_csv(runs, runs_csv)
-    _write_csv(summary, summary_csv)
+    write_csv(runs, runs_csv)
+    write_csv(summary, summary_csv)

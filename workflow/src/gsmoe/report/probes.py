@@ -26,6 +26,7 @@ from gsmoe.config import experiment_datasets, run_record_path, validate_config
 from gsmoe.io import read_json
 from gsmoe.overlay import merge
 from gsmoe.protocols import STANDARD_METRIC
+from gsmoe.report.aggregate import runs_frame, write_csv
 from gsmoe.report.stats import sample_std
 from gsmoe.report.tables import DASH, format_mean_std
 from gsmoe.report.verify import verify_records
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="results/runs", help="run records (default: %(default)s)")
     parser.add_argument("--with", dest="compare", nargs="*", default=[], help="grid experiments to show first")
     parser.add_argument("--datasets", nargs="*", default=None, help="only these datasets (default: each experiment's)")
+    parser.add_argument("--runs-csv", default=None, help="also write the runs as a runs.csv (one row per run, with its code)")
     args = parser.parse_args(argv)
 
     layers = [yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {} for path in args.config]
@@ -121,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no run records of {', '.join(experiments)} under {args.runs_dir}", file=sys.stderr)
         return 1
     verify_records(found, config, verify_code=config["verify_code"])
+    if args.runs_csv:
+        write_csv(runs_frame([record for _, record in found]), args.runs_csv)
     rows = probe_rows((record for _, record in found), config["table_metric"])
     sys.stdout.write(probe_markdown(rows, config["table_metric"]))
     return 0
