@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow" / "src"))
 
@@ -118,15 +119,24 @@ def test_smoke_config_replaces_default(tmp_path):
     assert str((REPO / ".." / "shared" / "datasets").resolve()) in out or "PubMed" not in out
 
 
-def test_probe_overlay_adds_its_runs(tmp_path):
+@pytest.mark.parametrize("overlay", sorted((REPO / "docs" / "probes").glob("*.yaml")), ids=lambda path: path.stem)
+def test_probe_overlay_adds_its_runs(tmp_path, overlay):
     """docs/probes/*.yaml are overlays: merged after config.yaml, they add experiments."""
-    out = dry_run(tmp_path, "dataset_ENZYMES", "--configfile", str(REPO / "config.yaml"),
-                  str(REPO / "docs" / "probes" / "topk128_authors.yaml"))  # fmt: skip
+    out = dry_run(tmp_path, "dataset_ENZYMES", "--configfile", str(REPO / "config.yaml"), str(overlay))
     runs = train_outputs(out)
-    probes = {"topk128_authors", "topk128_authors_routing"}
+    probes = set(yaml.safe_load(overlay.read_text(encoding="utf-8"))["experiments"])
     for probe in probes:
         assert {s for d, e, s in runs if (d, e) == ("ENZYMES", probe)} == set(range(10))
     assert {e for _, e, _ in runs} == set(load_config(REPO / "config.yaml")["experiments"]) | probes
+
+
+def test_confirmatory_overlay_trains_pilot_and_confirmatory_seeds(tmp_path):
+    """docs/claims_confirmatory.yaml: the pilot's seeds 0-9 and the disjoint confirmatory seeds."""
+    overlay = REPO / "docs" / "claims_confirmatory.yaml"
+    out = dry_run(tmp_path, "dataset_Cora", "--configfile", str(REPO / "config.yaml"), str(overlay))
+    confirmatory = yaml.safe_load(overlay.read_text(encoding="utf-8"))["claims_design"]["confirmatory_seeds"]
+    assert set(confirmatory).isdisjoint(load_config(REPO / "config.yaml")["seeds"])
+    assert {s for _, _, s in train_outputs(out)} == set(range(10)) | set(confirmatory)
 
 
 def test_dataset_target(tmp_path):
