@@ -393,6 +393,24 @@ def test_confirmatory_verdicts_not_pooled_and_pilot_beside(tmp_path: Path) -> No
     assert "| holds (pilot: inconclusive) | holds (pilot: inconclusive) |" in text
 
 
+def test_a_row_whose_confirmatory_seeds_did_not_run_shows_the_pilots_verdict(tmp_path: Path) -> None:
+    """Confirmatory seeds run on Cora only: ENZYMES' rows are not run in the sample, the
+    pilot's verdict beside (a partial confirmatory run is never passed off as the pilot)."""
+    seeds = list(range(20))
+    enzymes_pilot = frame(run_rows("ENZYMES", "base", [0.3] * 10), run_rows("ENZYMES", "win", [0.3 + 0.01 * (s + 1) for s in range(10)]))
+    runs = pd.concat([confirmatory_runs(), enzymes_pilot], ignore_index=True)
+    cfg = config(claim("c", "win", "base", datasets=["Cora", "ENZYMES"]), seeds=seeds,
+                 claims_design={"confirmatory_seeds": seeds[10:]})  # fmt: skip
+    df = evaluate_claims(runs, cfg)
+    enzymes = df[df["dataset"] == "ENZYMES"]
+    assert set(enzymes["verdict"]) == {"not run"} and set(enzymes["pilot_verdict"]) == {"holds"}
+    runs_csv = tmp_path / "runs.csv"
+    runs.to_csv(runs_csv, index=False)
+    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
+    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    assert "| win vs base | ENZYMES | +0.030 | -- | -- | not run (pilot: holds) | -- | -- | not run (pilot: holds) |" in text
+
+
 def test_without_confirmatory_seeds_the_pilot_is_every_configured_seed() -> None:
     df = evaluate_claims(confirmatory_runs(), config(claim("c", "win", "base", datasets=["Cora"]), seeds=list(range(20))))
     assert set(df["sample"]) == {"pilot"} and (df["n"] == 20).all() and df["pilot_verdict"].isna().all()

@@ -24,7 +24,7 @@ from gsmoe.protocols import COMPARED_COLUMNS
 from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keeping_names
 from gsmoe.report.references import check_references
 from gsmoe.report.design import design_seed_sets
-from gsmoe.report.tables import format_number
+from gsmoe.report.tables import DASH, format_number
 from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims
 
 __all__ = ["render_markdown", "write_claims"]
@@ -106,8 +106,10 @@ def _summary_lines(claims_df: pd.DataFrame, conf: str) -> list[str]:
         cells = [_md(first["text"]), _md(dataset), format_number(first["paper_diff"], True)]
         for protocol in protocols:
             r = by_protocol.get(protocol)
-            if r is None or r["verdict"] == NOT_RUN:
-                cells += ["--", "--", NOT_RUN]
+            if r is None:
+                cells += [DASH, DASH, NOT_RUN]
+            elif r["verdict"] == NOT_RUN:  # the pilot's verdict beside, if the pilot ran it
+                cells += [DASH, DASH, _verdict(r)]
             else:
                 cells += [
                     _difference(r),
