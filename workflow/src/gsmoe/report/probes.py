@@ -24,6 +24,7 @@ import yaml
 
 from gsmoe.config import experiment_datasets, run_record_path, validate_config
 from gsmoe.io import read_json
+from gsmoe.modelspec import GATES
 from gsmoe.overlay import merge
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import runs_frame, write_csv
@@ -42,7 +43,8 @@ def _load_summary(record: Mapping[str, Any]) -> tuple[float, float] | None:
     """(experts with load > 0, share of the busiest k) averaged over the record's sparse
     stages; None without a sparse stage.  A sparse stage's loads are the fraction of routing
     rows choosing each expert, so they sum to k."""
-    if record["config"]["model"]["gate"] != "noisy_topk":
+    spec = GATES.get(record["config"]["model"]["gate"])
+    if spec is None or not spec.sparse:
         return None
     top_k = record["config"]["model"]["top_k"]
     used, shares = [], []
