@@ -60,6 +60,8 @@ def test_cli_prints_the_probe_table_of_verified_records(tmp_path: Path, capsys: 
         merged = probes.merge(merged, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
     config = probes.validate_config(merged)
     write_records(tmp_path / "results" / "runs", [_topk_record(s, 0.7, [1.0, 1.0, 0, 0, 0, 0, 0, 0], config) for s in (0, 1)])
+    assert probes.main(["--config", *files[:1], files[2], "--runs-dir", str(tmp_path / "results" / "runs")]) == 0
+    assert "8 configured run(s) not found" in capsys.readouterr().err  # config.yaml's seeds 0-9: 2 of 10 exist
     runs_csv = tmp_path / "probe_runs.csv"
     args = ["--config", *files, "--runs-dir", str(tmp_path / "results" / "runs"), "--runs-csv", str(runs_csv)]
     assert probes.main(args) == 0
