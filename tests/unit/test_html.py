@@ -189,12 +189,17 @@ def write_claims_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
 
 
-def test_claims_show_difference_interval_p_and_verdict(tmp_path: Path) -> None:
+def claims_page(tmp_path: Path, rows: list[dict[str, Any]]) -> str:
+    """The HTML claims page of ``rows``, written as claims.csv."""
     path = tmp_path / "claims.csv"
-    write_claims_csv(path, claim_rows())
+    write_claims_csv(path, rows)
     out = tmp_path / "claims.html"
     write_claims_html(str(path), PROTOCOLS, str(out))
-    page = out.read_text()
+    return out.read_text()
+
+
+def test_claims_show_difference_interval_p_and_verdict(tmp_path: Path) -> None:
+    page = claims_page(tmp_path, claim_rows())
     assert '+0.019 <span class="ci">[+0.009, +0.029]</span></td><td class="num">0.027</td>' in page
     assert '<span class="verdict holds">holds</span>' in page
     assert '<td class="num">--</td><td class="num">--</td><td><span class="verdict none">not run</span>' in page
@@ -210,11 +215,7 @@ def test_claims_show_new_verdicts_pilot_and_excluded_paper_difference(tmp_path: 
                    paper_check="the paper's +0.040 is excluded: at most +0.029")  # fmt: skip
     rows[1].update(verdict="equivalent", pilot_verdict="equivalent")  # the same: not repeated
     rows[2].update(verdict="superior", pilot_verdict="undecided")
-    path = tmp_path / "claims.csv"
-    write_claims_csv(path, rows)
-    out = tmp_path / "claims.html"
-    write_claims_html(str(path), PROTOCOLS, str(out))
-    page = out.read_text()
+    page = claims_page(tmp_path, rows)
     assert '<span class="verdict holds">holds</span><br><span class="note">pilot: inconclusive</span>' in page
     assert '<span class="verdict holds">equivalent</span></td>' in page
     assert '<span class="verdict fails">superior</span><br><span class="note">pilot: undecided</span>' in page
