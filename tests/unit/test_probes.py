@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gsmoe.config import validate_config
+from gsmoe.overlay import resolve_base
 from gsmoe.provenance import code_fingerprint
 from gsmoe.report import probes
 from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keeping_names
@@ -55,10 +57,7 @@ def _config_files(tmp_path: Path) -> list[str]:
 
 def test_cli_prints_the_probe_table_of_verified_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = _config_files(tmp_path)
-    merged = {}
-    for path in files:
-        merged = probes.merge(merged, yaml.safe_load(Path(path).read_text(encoding="utf-8")))
-    config = probes.validate_config(merged)
+    config = validate_config(resolve_base({"base": files}))
     write_records(tmp_path / "results" / "runs", [_topk_record(s, 0.7, [1.0, 1.0, 0, 0, 0, 0, 0, 0], config) for s in (0, 1)])
     assert probes.main(["--config", *files[:1], files[2], "--runs-dir", str(tmp_path / "results" / "runs")]) == 0
     assert "8 configured run(s) not found" in capsys.readouterr().err  # config.yaml's seeds 0-9: 2 of 10 exist

@@ -20,12 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gsmoe.config import experiment_datasets, run_record_path, validate_config
 from gsmoe.io import read_json
 from gsmoe.modelspec import GATES
-from gsmoe.overlay import merge
+from gsmoe.overlay import resolve_base
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import runs_frame, write_csv
 from gsmoe.report.stats import sample_std
@@ -106,12 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-csv", default=None, help="also write the runs as a runs.csv (one row per run, with its code)")
     args = parser.parse_args(argv)
 
-    layers = [yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {} for path in args.config]
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged = merge(merged, layer)
-    config = validate_config(merged)
-    experiments = [*args.compare, *(layers[-1].get("experiments") or {})]
+    # Read and merged as the workflow reads a config's base files (their errors, "*" entries).
+    config = validate_config(resolve_base({"base": list(args.config)}))
+    probe = resolve_base({"base": [args.config[-1]]})
+    experiments = [*args.compare, *(probe.get("experiments") or {})]
     found, missing = [], []
     for experiment in experiments:
         for dataset in experiment_datasets(config, experiment):
