@@ -225,7 +225,7 @@ def test_empty_runs_table_is_all_not_run() -> None:
 @pytest.mark.parametrize(("expect", "verdict"), [("greater", "inconclusive"), ("equal", "undecided"), ("not_greater", "undecided")])
 def test_one_seed_decides_nothing(expect: str, verdict: str) -> None:
     runs = frame(run_rows("Cora", "base", 0.5, seeds=[0]), run_rows("Cora", "win", 0.9, seeds=[0]))
-    df = evaluate_claims(runs, config(claim("c", "win", "base", expect, datasets=["Cora"])))
+    df = evaluate_claims(runs, config(claim("c", "win", "base", expect, datasets=["Cora"]), seeds=[0]))
     assert verdicts(df, "c") == {verdict}
     assert (df["note"] == "fewer than 2 pairs").all() and (df["n"] == 1).all()
     assert df["mde"].isna().all() and df["seeds_needed"].isna().all()
@@ -409,6 +409,25 @@ def test_a_row_whose_confirmatory_seeds_did_not_run_shows_the_pilots_verdict(tmp
     write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
     text = (tmp_path / "c.md").read_text(encoding="utf-8")
     assert "| win vs base | ENZYMES | +0.030 | -- | -- | not run (pilot: holds) | -- | -- | not run (pilot: holds) |" in text
+
+
+def test_a_partial_confirmatory_sample_says_how_many_seeds_each_verdict_rests_on(tmp_path: Path) -> None:
+    """Confirmatory seeds 10-19 configured, 10-14 run: verdicts on 5 pairs, marked as such."""
+    seeds = list(range(20))
+    runs = confirmatory_runs()
+    runs = runs[runs["seed"] < 15]
+    cfg = config(claim("c", "win", "base", datasets=["Cora"]), seeds=seeds, claims_design={"confirmatory_seeds": seeds[10:]})
+    df = evaluate_claims(runs, cfg)
+    assert (df["n"] == 5).all() and (df["n_sample"] == 10).all()
+    assert set(df["note"]) == {"paired on 5 of the 10 confirmatory seeds"}
+    runs_csv = tmp_path / "runs.csv"
+    runs.to_csv(runs_csv, index=False)
+    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
+    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    assert "| holds (5 of 10 seeds; pilot: inconclusive) | holds (5 of 10 seeds; pilot: inconclusive) |" in text
+    # the complete sample: no mark
+    df = evaluate_claims(confirmatory_runs(), cfg)
+    assert (df["n_sample"] == 10).all() and set(df["note"]) == {""}
 
 
 def test_without_confirmatory_seeds_the_pilot_is_every_configured_seed() -> None:

@@ -149,6 +149,7 @@ def claim_rows() -> list[dict[str, Any]]:
         "paired": True,
         "n_a": 3,
         "n_b": 3,
+        "n_sample": 3,
         "verdict_holm": "inconclusive",
         "pilot_verdict": float("nan"),
         "paper_position": "inside",
@@ -220,6 +221,18 @@ def test_claims_show_new_verdicts_pilot_and_excluded_paper_difference(tmp_path: 
     assert '<span class="verdict holds">equivalent</span></td>' in page
     assert '<span class="verdict fails">superior</span><br><span class="note">pilot: undecided</span>' in page
     assert "the paper&#x27;s +0.040 is excluded: at most +0.029" in page
+
+
+def test_claims_mark_a_verdict_paired_on_fewer_seeds_than_its_sample(tmp_path: Path) -> None:
+    """A partial confirmatory run: the verdict says how many of the sample's seeds it rests on."""
+    rows = claim_rows()
+    rows[0].update(verdict="holds", n=2, pilot_verdict="inconclusive")
+    rows[1].update(n=2)
+    page = claims_page(tmp_path, rows)
+    partial = '<br><span class="note">2 of 3 seeds</span>'
+    assert f'<span class="verdict holds">holds</span>{partial}<br><span class="note">pilot: inconclusive</span>' in page
+    assert f'<span class="verdict open">inconclusive</span>{partial}</td>' in page
+    assert page.count("of 3 seeds") == 2  # not on the full rows nor on "not run"
 
 
 def test_claims_csv_checked_and_empty(tmp_path: Path) -> None:

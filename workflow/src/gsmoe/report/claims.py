@@ -25,7 +25,7 @@ from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keepi
 from gsmoe.report.references import check_references
 from gsmoe.report.design import design_seed_sets
 from gsmoe.report.tables import DASH, format_number
-from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims
+from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims, partial_sample
 
 __all__ = ["render_markdown", "write_claims"]
 
@@ -51,11 +51,15 @@ def _difference(row: Mapping[str, Any]) -> str:
 
 
 def _verdict(row: Mapping[str, Any], column: str = "verdict") -> str:
-    """The verdict, with the pilot's beside it where a confirmatory sample gave another one."""
+    """The verdict; beside it, the seeds it rests on where fewer than the sample's, and the
+    pilot's verdict where a confirmatory sample gave another one."""
+    beside = []
+    if row[column] != NOT_RUN and partial_sample(row):
+        beside.append(f"{int(row['n'])} of {int(row['n_sample'])} seeds")
     pilot = row.get(f"pilot_{column}")
     if isinstance(pilot, str) and pilot and pilot != row[column]:
-        return f"{row[column]} (pilot: {pilot})"
-    return str(row[column])
+        beside.append(f"pilot: {pilot}")
+    return f"{row[column]} ({'; '.join(beside)})" if beside else str(row[column])
 
 
 def _seeds_needed(row: Mapping[str, Any], cap: int) -> str:

@@ -31,6 +31,7 @@ from gsmoe.io import atomic_open
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
 from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_mean_std, format_number, format_paper, metric_name, table_grid
+from gsmoe.report.verdicts import NOT_RUN, partial_sample
 
 __all__ = [
     "CLAIMS_HTML_COLUMNS",
@@ -56,7 +57,7 @@ _TEXT_CLAIM_COLUMNS = [
     "claim", "text", "a", "b", "expect", "dataset", "protocol", "metric", "verdict", "pilot_verdict",
     "paper_position", "paper_check", "note",
 ]  # fmt: skip
-_NUMERIC_CLAIM_COLUMNS = ["paper_diff", "diff", "ci_low", "ci_high", "confidence", "p_value", "n"]
+_NUMERIC_CLAIM_COLUMNS = ["paper_diff", "diff", "ci_low", "ci_high", "confidence", "p_value", "n", "n_sample"]
 #: The columns of ``claims.csv`` this module reads.
 CLAIMS_HTML_COLUMNS: list[str] = _TEXT_CLAIM_COLUMNS + _NUMERIC_CLAIM_COLUMNS
 
@@ -269,11 +270,15 @@ def _verdict_html(verdict: str) -> str:
 
 
 def _row_verdict_html(row: Mapping[str, Any]) -> str:
-    """The row's verdict, and the pilot's below it where a confirmatory sample changed it."""
+    """The row's verdict; below it, the seeds it rests on where fewer than the sample's, and
+    the pilot's verdict where a confirmatory sample changed it."""
     verdict, pilot = str(row["verdict"]), row["pilot_verdict"]
-    if _is_missing(pilot) or str(pilot) in ("", verdict):
-        return _verdict_html(verdict)
-    return f'{_verdict_html(verdict)}<br><span class="note">pilot: {escape(str(pilot))}</span>'
+    below = []
+    if verdict != NOT_RUN and partial_sample(row):
+        below.append(f"{int(row['n'])} of {int(row['n_sample'])} seeds")
+    if not _is_missing(pilot) and str(pilot) not in ("", verdict):
+        below.append(f"pilot: {pilot}")
+    return _verdict_html(verdict) + "".join(f'<br><span class="note">{escape(text)}</span>' for text in below)
 
 
 def read_claims_csv(claims_csv: str | Path) -> pd.DataFrame:

@@ -36,7 +36,9 @@ row, else ``p_contrary < alpha`` the second, else the third (``alpha = claims_al
 the rules and the notes of a difference smaller than the margin:
 :mod:`gsmoe.report.hypothesis`).  A test that cannot reject (fewer than 2 pairs, zero
 spread, too few pairs for the sign-flip test to reach alpha) lands in the third verdict.
-``not run``: ``a`` or ``b`` has no run on the dataset in the sample.
+``not run``: ``a`` or ``b`` has no run on the dataset in the sample.  ``n_sample`` is the
+number of the sample's seeds; a row paired on fewer (``n < n_sample``: a run not yet done
+or failed) says so in ``note``, and the reports mark its verdict "n of n_sample seeds".
 
 **The paper's difference** ``paper_diff = paper[a] - paper[b]`` (``config["experiments"]``)
 against our two-sided ``1 - alpha`` t-interval ``[ci_low, ci_high]`` of ``d``:
@@ -59,7 +61,7 @@ one protocol (each protocol a family, each of the two p-values of a row its own 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +91,7 @@ __all__ = [
     "decide",
     "evaluate_claims",
     "paired_tests",
+    "partial_sample",
 ]
 
 #: The expectations :func:`decide` knows (the schema's ``claim_expectation`` enum).
@@ -130,6 +133,7 @@ CLAIM_COLUMNS: list[str] = [
     "n",
     "n_a",
     "n_b",
+    "n_sample",
     "mde",
     "power",
     "seeds_needed",
@@ -184,6 +188,18 @@ def _unmatched_note(va: Mapping[int, float], vb: Mapping[int, float]) -> str:
     return f"paired on {common} common seeds; unmatched seeds a: {only_a}, b: {only_b}"
 
 
+def partial_sample(row: Mapping[str, Any]) -> bool:
+    """Whether a row of ``claims.csv`` was paired on fewer seeds than its sample has."""
+    return int(row["n"]) < int(row["n_sample"])
+
+
+def _partial_note(n: int, n_sample: int, sample: str) -> str:
+    """Why a row has fewer pairs than its sample has seeds ('' when it has them all)."""
+    if n >= n_sample:
+        return ""
+    return f"paired on {n} of the {n_sample} {sample} seeds"
+
+
 def _tested_row(
     va: Mapping[int, float], vb: Mapping[int, float], expect: str, paper_diff: float, config: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -219,8 +235,9 @@ def _tested_row(
     }
 
 
-def _evaluate_sample(runs: pd.DataFrame, config: Mapping[str, Any], sample: str) -> pd.DataFrame:
-    """One row per claim x dataset x protocol on ``runs`` (already restricted to the sample's seeds)."""
+def _evaluate_sample(runs: pd.DataFrame, config: Mapping[str, Any], sample: str, seeds: Sequence[int]) -> pd.DataFrame:
+    """One row per claim x dataset x protocol on the runs of the sample's ``seeds``."""
+    runs = runs[runs["seed"].isin(seeds)]
     alpha = float(config["claims_alpha"])
     configured = list(config["datasets"])
     rows: list[dict[str, Any]] = []
@@ -252,12 +269,15 @@ def _evaluate_sample(runs: pd.DataFrame, config: Mapping[str, Any], sample: str)
                     "n": 0,
                     "n_a": len(va),
                     "n_b": len(vb),
+                    "n_sample": len(seeds),
                     "paper_position": "unknown",
                     "paper_check": "",
                     "test": "",
                 }
                 if va and vb:
                     row.update(_tested_row(va, vb, expect, paper_a - paper_b, config))
+                    partial = _partial_note(row["n"], len(seeds), sample)
+                    row["note"] = "; ".join(n for n in (row["note"], partial) if n)
                 else:
                     absent = [e for e, v in ((claim.a, va), (claim.b, vb)) if not v]
                     row.update(verdict=NOT_RUN, note=f"no runs of {' and '.join(absent)} on {dataset} ({sample} seeds)")
@@ -297,10 +317,10 @@ def evaluate_claims(runs: pd.DataFrame, config: Mapping[str, Any]) -> pd.DataFra
     """
     runs = checked_runs(runs)
     pilot_seeds, confirmatory_seeds = design_seed_sets(config)
-    pilot = _evaluate_sample(runs[runs["seed"].isin(pilot_seeds)], config, PILOT)
+    pilot = _evaluate_sample(runs, config, PILOT, pilot_seeds)
     if not confirmatory_seeds:
         return pilot
-    confirmatory = _evaluate_sample(runs[runs["seed"].isin(confirmatory_seeds)], config, CONFIRMATORY)
+    confirmatory = _evaluate_sample(runs, config, CONFIRMATORY, confirmatory_seeds)
     confirmatory["pilot_verdict"] = pilot["verdict"].to_numpy()
     confirmatory["pilot_verdict_holm"] = pilot["verdict_holm"].to_numpy()
     return confirmatory
