@@ -253,14 +253,20 @@ def test_unmatched_seeds_pair_on_the_common_ones() -> None:
     assert "paired on 8 common seeds" in row["note"] and row["verdict"] == "holds"
 
 
-def test_no_common_seed_decides_nothing() -> None:
+def test_no_common_seed_decides_nothing(tmp_path: Path) -> None:
     # All tests are paired: runs of a and b on disjoint seeds cannot be compared seed by seed.
     runs = frame(run_rows("Cora", "win", 0.8, seeds=[0, 1, 2, 3]), run_rows("Cora", "base", 0.7, seeds=[4, 5, 6]))
-    df = evaluate_claims(runs, config(claim("c", "win", "base", datasets=["Cora"])))
+    cfg = config(claim("c", "win", "base", datasets=["Cora"]))
+    df = evaluate_claims(runs, cfg)
     assert verdicts(df, "c") == {"inconclusive"}
     row = df.iloc[0]
     assert row["n"] == 0 and (row["n_a"], row["n_b"]) == (4, 3) and math.isnan(row["diff"])
     assert row["note"].startswith("no seed in common; paired on 0 common seeds")
+    runs_csv = tmp_path / "runs.csv"
+    runs.to_csv(runs_csv, index=False)
+    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
+    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    assert "| -- | -- | inconclusive (0 of 10 seeds) | -- | -- | inconclusive (0 of 10 seeds) |" in text  # no "-- [--, --]"
 
 
 # ----------------------------------------------------------------------------- paper values, per-dataset

@@ -45,7 +45,9 @@ def _p(x: float) -> str:
 
 
 def _difference(row: Mapping[str, Any]) -> str:
-    """Our difference and its interval, ``+0.012 [-0.003, +0.027]``."""
+    """Our difference and its interval, ``+0.012 [-0.003, +0.027]``; ``--`` without a pair."""
+    if pd.isna(row["diff"]):
+        return DASH
     low, high = format_number(row["ci_low"], True), format_number(row["ci_high"], True)
     return f"{format_number(row['diff'], True)} [{low}, {high}]"
 
