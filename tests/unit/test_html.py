@@ -227,8 +227,9 @@ def test_claims_mark_a_verdict_paired_on_fewer_seeds_than_its_sample(tmp_path: P
     """A partial confirmatory run: the verdict says how many of the sample's seeds it rests on."""
     rows = claim_rows()
     rows[0].update(verdict="holds", n=2, pilot_verdict="inconclusive")
-    rows[1].update(n=2)
+    rows[1].update(n=2, p_value=0.0004)
     page = claims_page(tmp_path, rows)
+    assert '<td class="num">&lt;0.001</td>' in page  # as claims.md prints it, not 0.000
     partial = '<br><span class="note">2 of 3 seeds</span>'
     assert f'<span class="verdict holds">holds</span>{partial}<br><span class="note">pilot: inconclusive</span>' in page
     assert f'<span class="verdict open">inconclusive</span>{partial}</td>' in page

@@ -24,7 +24,7 @@ from gsmoe.protocols import COMPARED_COLUMNS
 from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keeping_names
 from gsmoe.report.references import check_references
 from gsmoe.report.design import design_seed_sets
-from gsmoe.report.tables import DASH, format_number
+from gsmoe.report.tables import DASH, format_number, format_p
 from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims, partial_sample
 
 __all__ = ["render_markdown", "write_claims"]
@@ -36,12 +36,6 @@ __all__ = ["render_markdown", "write_claims"]
 def _md(text: Any) -> str:
     """Plain text safe inside a markdown table cell."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _p(x: float) -> str:
-    if x is None or not math.isfinite(float(x)):
-        return "--"
-    return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
 def _difference(row: Mapping[str, Any]) -> str:
@@ -119,7 +113,7 @@ def _summary_lines(claims_df: pd.DataFrame, conf: str) -> list[str]:
             else:
                 cells += [
                     _difference(r),
-                    _p(r["p_value"]),
+                    format_p(r["p_value"]),
                     _verdict(r),
                 ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -192,9 +186,9 @@ def render_markdown(
             check, mde, needed = _md(r["paper_check"]), format_number(r["mde"]), _seeds_needed(r, cap)
         lines.append(
             f"| {_md(r['claim'])} | {_md(r['table'])} | {_md(r['dataset'])} | {r['protocol']} | {r['expect']} | "
-            f"{format_number(r['paper_diff'], True)} | {ours} | {check} | {_p(r['p_value'])} | "
-            f"{_p(r['p_contrary'])} | "
-            f"{_p(r['p_holm'])} | {int(r['n'])} | {mde} | {needed} | {_verdict(r)} | "
+            f"{format_number(r['paper_diff'], True)} | {ours} | {check} | {format_p(r['p_value'])} | "
+            f"{format_p(r['p_contrary'])} | "
+            f"{format_p(r['p_holm'])} | {int(r['n'])} | {mde} | {needed} | {_verdict(r)} | "
             f"{_verdict(r, 'verdict_holm')} | {_md(r['note'])} |"
         )
     counts = claims_df.groupby(["protocol", "verdict"], sort=False).size()

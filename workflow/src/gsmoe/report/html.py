@@ -30,7 +30,7 @@ import pandas as pd
 from gsmoe.io import atomic_open
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
-from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_mean_std, format_number, format_paper, metric_name, table_grid
+from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_mean_std, format_number, format_p, format_paper, metric_name, table_grid
 from gsmoe.report.verdicts import NOT_RUN, partial_sample
 
 __all__ = [
@@ -348,7 +348,7 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
                 )
                 tds.append(
                     f'<td class="num">{format_number(row["diff"], signed=True)}{interval}{excluded}</td>'
-                    f'<td class="num">{format_number(row["p_value"])}</td>'
+                    f'<td class="num">{escape(format_p(row["p_value"]))}</td>'
                     f"<td>{_row_verdict_html(row)}</td>"
                 )
                 if str(row["note"]):

@@ -41,7 +41,9 @@ __all__ = [
     "METRIC_NAMES",
     "TableGrid",
     "TableRow",
+    "format_mean_std",
     "format_number",
+    "format_p",
     "format_paper",
     "latex_escape",
     "metric_name",
@@ -112,6 +114,13 @@ def format_number(value: Any, signed: bool = False) -> str:
     if pd.isna(value) or not math.isfinite(float(value)):
         return DASH
     return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
+
+
+def format_p(value: Any) -> str:
+    """A p-value as the reports print it: three decimals, ``<0.001`` below; :data:`DASH` when there is none."""
+    if pd.isna(value) or not math.isfinite(float(value)):
+        return DASH
+    return "<0.001" if float(value) < 0.001 else f"{float(value):.3f}"
 
 
 def format_mean_std(mean: float, std: float) -> str:
