@@ -16,6 +16,7 @@ from helpers import make_record, validated_config
 from gsmoe.report.aggregate import runs_frame, summarize
 from gsmoe.report.tables import (
     format_number,
+    format_p,
     latex_escape,
     render_markdown_summary,
     render_table,
@@ -163,6 +164,15 @@ def test_no_n_note_when_complete() -> None:
 )
 def test_format_number(value: Any, signed: bool, text: str) -> None:
     assert format_number(value, signed) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0312, "0.031"), (0.001, "0.001"), (0.00099, "<0.001"), (0.0, "<0.001"), (1.0, "1.000"),
+     (None, "--"), (math.nan, "--"), (pd.NA, "--"), (math.inf, "--")],
+)  # fmt: skip
+def test_format_p(value: Any, text: str) -> None:
+    assert format_p(value) == text
 
 
 def test_escaping() -> None:

@@ -25,7 +25,7 @@ from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keepi
 from gsmoe.report.references import check_references
 from gsmoe.report.design import design_seed_sets
 from gsmoe.report.tables import DASH, format_number, format_p
-from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims, partial_sample
+from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims, seeds_mark
 
 __all__ = ["render_markdown", "write_claims"]
 
@@ -39,22 +39,24 @@ def _md(text: Any) -> str:
 
 
 def _difference(row: Mapping[str, Any]) -> str:
-    """Our difference and its interval, ``+0.012 [-0.003, +0.027]``; ``--`` without a pair."""
+    """Our difference and its interval, ``+0.012 [-0.003, +0.027]``: the difference alone
+    without an interval (one pair, no spread), ``--`` without a pair."""
     if pd.isna(row["diff"]):
         return DASH
+    if pd.isna(row["ci_low"]):
+        return format_number(row["diff"], True)
     low, high = format_number(row["ci_low"], True), format_number(row["ci_high"], True)
     return f"{format_number(row['diff'], True)} [{low}, {high}]"
 
 
 def _verdict(row: Mapping[str, Any], column: str = "verdict") -> str:
-    """The verdict; beside it, the seeds it rests on where fewer than the sample's, and the
-    pilot's verdict where a confirmatory sample gave another one."""
-    beside = []
-    if row[column] != NOT_RUN and partial_sample(row):
-        beside.append(f"{int(row['n'])} of {int(row['n_sample'])} seeds")
+    """The verdict; beside the main one, the seeds it rests on where fewer than the sample's,
+    and the pilot's verdict where a confirmatory sample gave another one."""
+    beside = [seeds_mark(row)] if column == "verdict" else []
     pilot = row.get(f"pilot_{column}")
     if isinstance(pilot, str) and pilot and pilot != row[column]:
         beside.append(f"pilot: {pilot}")
+    beside = [text for text in beside if text]
     return f"{row[column]} ({'; '.join(beside)})" if beside else str(row[column])
 
 
@@ -71,10 +73,23 @@ def _sample_sentence(claims_df: pd.DataFrame, seeds: Sequence[int]) -> str:
         return (
             f"Verdicts are computed on the confirmatory seeds {_seed_list(seeds)} alone (not pooled with the "
             "pilot's); where the pilot's verdict differs it is given beside, as *(pilot: ...)*."
+            + _partial_sentence(claims_df)
         )
     return (
         f"Verdicts are the **pilot's**: all seeds {_seed_list(seeds)} (no confirmatory seeds configured, "
         "`claims_design.confirmatory_seeds`); they size a confirmatory run, docs/claims_design.md."
+        + _partial_sentence(claims_df)
+    )
+
+
+def _partial_sentence(claims_df: pd.DataFrame) -> str:
+    """What a report with runs still missing says about its verdicts ('' for a complete one)."""
+    if not ((claims_df["n"] < claims_df["n_sample"]) | (claims_df["verdict"] == NOT_RUN)).any():
+        return ""
+    return (
+        f" **Runs are missing** (a report with `--allow-missing`): a verdict on fewer than the sample's seeds "
+        "says so, as *(15 of 29 seeds)*, and Holm's adjustment runs over the rows that have a p-value, a "
+        "smaller family than planned: the Holm verdicts are provisional."
     )
 
 

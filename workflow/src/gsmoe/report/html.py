@@ -31,7 +31,7 @@ from gsmoe.io import atomic_open
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
 from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_mean_std, format_number, format_p, format_paper, metric_name, table_grid
-from gsmoe.report.verdicts import NOT_RUN, partial_sample
+from gsmoe.report.verdicts import seeds_mark
 
 __all__ = [
     "CLAIMS_HTML_COLUMNS",
@@ -273,12 +273,10 @@ def _row_verdict_html(row: Mapping[str, Any]) -> str:
     """The row's verdict; below it, the seeds it rests on where fewer than the sample's, and
     the pilot's verdict where a confirmatory sample changed it."""
     verdict, pilot = str(row["verdict"]), row["pilot_verdict"]
-    below = []
-    if verdict != NOT_RUN and partial_sample(row):
-        below.append(f"{int(row['n'])} of {int(row['n_sample'])} seeds")
+    below = [seeds_mark(row)]
     if not _is_missing(pilot) and str(pilot) not in ("", verdict):
         below.append(f"pilot: {pilot}")
-    return _verdict_html(verdict) + "".join(f'<br><span class="note">{escape(text)}</span>' for text in below)
+    return _verdict_html(verdict) + "".join(f'<br><span class="note">{escape(text)}</span>' for text in below if text)
 
 
 def read_claims_csv(claims_csv: str | Path) -> pd.DataFrame:
@@ -364,7 +362,8 @@ def render_claims_html(claims_df: pd.DataFrame, protocols: Mapping[str, str]) ->
         f"{level} interval (and, where our interval excludes it, where the paper's difference lies) and the "
         "p-value of the claim's own test named in <code>claims.csv</code> (one-sided, equivalence or "
         "non-superiority); the verdict rules are those of <code>claims.md</code>. Where a confirmatory sample "
-        "decided a row differently from the pilot, the pilot's verdict is given below.</p>\n"
+        "decided a row differently from the pilot, the pilot's verdict is given below; where a verdict rests on "
+        "fewer seeds than its sample has (runs still missing), below it too, as \"15 of 29 seeds\".</p>\n"
         + f"<p>Verdicts:</p>\n<ul>\n{''.join(counts)}\n</ul>\n"
         + f'<table>\n<thead><tr><th rowspan="2">claim</th><th rowspan="2">dataset</th>'
         f'<th rowspan="2">paper diff</th>{head}<th rowspan="2">note</th></tr><tr>{sub}</tr></thead>\n'

@@ -108,17 +108,22 @@ def _columns(table_cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(dataset), str(dataset)) for dataset in table_cfg["columns"]]
 
 
+def _is_number(value: Any) -> bool:
+    """Not None, NaN, pandas' NA or infinite: a number the reports print."""
+    return not pd.isna(value) and math.isfinite(float(value))
+
+
 def format_number(value: Any, signed: bool = False) -> str:
     """A number of ours as the reports print it: three decimals, with its sign when ``signed``;
     :data:`DASH` when there is none (None, NaN, pandas' NA) or it is infinite."""
-    if pd.isna(value) or not math.isfinite(float(value)):
+    if not _is_number(value):
         return DASH
     return f"{float(value):+.3f}" if signed else f"{float(value):.3f}"
 
 
 def format_p(value: Any) -> str:
     """A p-value as the reports print it: three decimals, ``<0.001`` below; :data:`DASH` when there is none."""
-    if pd.isna(value) or not math.isfinite(float(value)):
+    if not _is_number(value):
         return DASH
     return "<0.001" if float(value) < 0.001 else f"{float(value):.3f}"
 

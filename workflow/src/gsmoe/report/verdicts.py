@@ -37,8 +37,9 @@ the rules and the notes of a difference smaller than the margin:
 :mod:`gsmoe.report.hypothesis`).  A test that cannot reject (fewer than 2 pairs, zero
 spread, too few pairs for the sign-flip test to reach alpha) lands in the third verdict.
 ``not run``: ``a`` or ``b`` has no run on the dataset in the sample.  ``n_sample`` is the
-number of the sample's seeds; a row paired on fewer (``n < n_sample``: a run not yet done
-or failed) says so in ``note``, and the reports mark its verdict "n of n_sample seeds".
+number of the sample's seeds; the reports mark the verdict of a row paired on fewer
+(``n < n_sample``: runs still missing, a report with ``--allow-missing``) "n of n_sample
+seeds" (:func:`seeds_mark`).
 
 **The paper's difference** ``paper_diff = paper[a] - paper[b]`` (``config["experiments"]``)
 against our two-sided ``1 - alpha`` t-interval ``[ci_low, ci_high]`` of ``d``:
@@ -56,6 +57,8 @@ target).
 **Holm.**  ``p_holm`` / ``p_contrary_holm``: Holm's step-down adjustment over the rows of
 one protocol (each protocol a family, each of the two p-values of a row its own family);
 ``verdict_holm`` applies the rules to the adjusted p-values.  The main verdict is unadjusted.
+A row without a p-value ("not run", too few pairs) is not in its family: while rows are
+not run yet, the family is smaller than planned and the Holm verdicts are provisional.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ __all__ = [
     "decide",
     "evaluate_claims",
     "paired_tests",
-    "partial_sample",
+    "seeds_mark",
 ]
 
 #: The expectations :func:`decide` knows (the schema's ``claim_expectation`` enum).
@@ -188,16 +191,12 @@ def _unmatched_note(va: Mapping[int, float], vb: Mapping[int, float]) -> str:
     return f"paired on {common} common seeds; unmatched seeds a: {only_a}, b: {only_b}"
 
 
-def partial_sample(row: Mapping[str, Any]) -> bool:
-    """Whether a row of ``claims.csv`` was paired on fewer seeds than its sample has."""
-    return int(row["n"]) < int(row["n_sample"])
-
-
-def _partial_note(n: int, n_sample: int, sample: str) -> str:
-    """Why a row has fewer pairs than its sample has seeds ('' when it has them all)."""
-    if n >= n_sample:
+def seeds_mark(row: Mapping[str, Any]) -> str:
+    """``"15 of 29 seeds"`` for a tested row of ``claims.csv`` paired on fewer seeds than its
+    sample has (runs still missing); ``""`` for a complete or a "not run" row."""
+    if row["verdict"] == NOT_RUN or int(row["n"]) >= int(row["n_sample"]):
         return ""
-    return f"paired on {n} of the {n_sample} {sample} seeds"
+    return f"{int(row['n'])} of {int(row['n_sample'])} seeds"
 
 
 def _tested_row(
@@ -276,8 +275,6 @@ def _evaluate_sample(runs: pd.DataFrame, config: Mapping[str, Any], sample: str,
                 }
                 if va and vb:
                     row.update(_tested_row(va, vb, expect, paper_a - paper_b, config))
-                    partial = _partial_note(row["n"], len(seeds), sample)
-                    row["note"] = "; ".join(n for n in (row["note"], partial) if n)
                 else:
                     absent = [e for e, v in ((claim.a, va), (claim.b, vb)) if not v]
                     row.update(verdict=NOT_RUN, note=f"no runs of {' and '.join(absent)} on {dataset} ({sample} seeds)")
