@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from gsmoe.config import load_config, run_table
+from gsmoe.config import run_table, validate_config
+from gsmoe.overlay import resolve_base
 from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keeping_names, summarize, write_csv
 from gsmoe.report.claims import write_claims
 from gsmoe.report.tables import write_tables
@@ -39,10 +40,9 @@ PUBLISHED = {
 _REGENERATE = "regenerate docs/results (docs/results/README.md); or the pinned pandas/numpy changed how numbers print"
 
 
-def published_config(folder: str, tmp_path: Path) -> dict[str, Any]:
-    overlay = tmp_path / "config.yaml"
-    overlay.write_text("base: [" + ", ".join(str(ROOT / f) for f in PUBLISHED[folder]) + "]\n", encoding="utf-8")
-    return load_config(overlay, base_dir=ROOT)
+def published_config(folder: str) -> dict[str, Any]:
+    """The validated config of a published set, its files merged as the workflow merges base files."""
+    return validate_config(resolve_base({"base": PUBLISHED[folder]}, ROOT), base_dir=ROOT)
 
 
 def published_runs(folder: str) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def published_runs(folder: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("folder", list(PUBLISHED))
 def test_published_claims_are_what_the_report_writes_from_their_runs(folder: str, tmp_path: Path) -> None:
-    config = published_config(folder, tmp_path)
+    config = published_config(folder)
     write_claims(str(RESULTS / folder / "runs.csv"), config, str(tmp_path / "claims.md"), str(tmp_path / "claims.csv"))
     for name in ("claims.md", "claims.csv"):
         assert (tmp_path / name).read_text(encoding="utf-8") == (RESULTS / folder / name).read_text(encoding="utf-8"), (
@@ -60,7 +60,7 @@ def test_published_claims_are_what_the_report_writes_from_their_runs(folder: str
 
 
 def test_published_summary_is_what_the_report_writes_from_the_runs(tmp_path: Path) -> None:
-    config = published_config(".", tmp_path)
+    config = published_config(".")
     summary = summarize(published_runs("."), experiments_cfg=config["experiments"], expected=run_table(config))
     write_csv(summary, tmp_path / "summary.csv")
     assert (tmp_path / "summary.csv").read_text(encoding="utf-8") == (RESULTS / "summary.csv").read_text(
@@ -69,7 +69,7 @@ def test_published_summary_is_what_the_report_writes_from_the_runs(tmp_path: Pat
 
 
 def test_published_tables_are_what_the_report_writes_from_the_summary(tmp_path: Path) -> None:
-    config = published_config(".", tmp_path)
+    config = published_config(".")
     out = tmp_path / "tables"
     write_tables(str(RESULTS / "summary.csv"), config["tables"], config["experiments"], config["table_metric"],
                  len(config["seeds"]), str(out))  # fmt: skip
@@ -91,12 +91,12 @@ def test_each_published_set_of_runs_comes_from_one_code_version(folder: str) -> 
     assert not runs.duplicated(["dataset", "experiment", "seed"]).any()
 
 
-def test_confirmatory_set_holds_the_pilot_runs_unchanged(tmp_path: Path) -> None:
+def test_confirmatory_set_holds_the_pilot_runs_unchanged() -> None:
     """The confirmatory report aggregates every seed (pilot and confirmatory): its pilot
     seeds' runs are the published grid's, field for field, and its other seeds are the
     configured confirmatory ones."""
     pilot, both = published_runs("."), published_runs("confirmatory")
-    confirmatory_seeds = set(published_config("confirmatory", tmp_path)["claims_design"]["confirmatory_seeds"])
+    confirmatory_seeds = set(published_config("confirmatory")["claims_design"]["confirmatory_seeds"])
     assert set(both["seed"]) - set(pilot["seed"]) <= confirmatory_seeds
     key = ["dataset", "experiment", "seed"]
     in_pilot = both[both["seed"].isin(set(pilot["seed"]))].sort_values(key).reset_index(drop=True)
