@@ -84,7 +84,8 @@ def _sample_sentence(claims_df: pd.DataFrame, seeds: Sequence[int]) -> str:
 
 def _partial_sentence(claims_df: pd.DataFrame) -> str:
     """What a report with runs still missing says about its verdicts ('' for a complete one)."""
-    if not ((claims_df["n"] < claims_df["n_sample"]) | (claims_df["verdict"] == NOT_RUN)).any():
+    partial = any(seeds_mark(row) for _, row in claims_df.iterrows())
+    if not partial and not (claims_df["verdict"] == NOT_RUN).any():
         return ""
     return (
         f" **Runs are missing** (a report with `--allow-missing`): a verdict on fewer than the sample's seeds "
