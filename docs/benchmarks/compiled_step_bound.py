@@ -1,0 +1,267 @@
+"""How fast an ENZYMES training step of the dense-gated models could run on this CPU with
+PyTorch's own means (issue #18): the project's step next to the same model written as
+plain tensor code, run eagerly, with Adam's fused step, and compiled by ``torch.compile``
+without graph breaks.
+
+The plain version covers the experiments whose layer is a GraphSAGE update with dense
+softmax gating (``baseline``, ``moe4_softmax``, ``moe8``, ``moe16``): per-node messages
+``ReLU(W h_u + b)`` averaged over the neighbours, the update ``sum_j g_j ReLU(W_j x_v +
+b_j)`` of ``x_v = CONCAT(h_v, h_N(v))`` (one ``ReLU(Linear)`` for the baseline), L2
+normalisation, ReLU, global max pooling and the head.  Before timing, it is checked
+against the project's model with the same parameters on one batch: loss and every
+gradient to float32 tolerance.  The mean over the neighbours is a gather and an
+``index_add_`` (``torch.compile`` does not trace the project's CSR products).
+
+Each variant keeps its own copy of the parameters and its own optimiser; rounds alternate
+over the variants in one process, and the median per round is reported (the machine is
+shared: compare the ratios).  Also printed: the multiply-adds of a step
+(:class:`gsmoe.flops.MultiplyAddCounter`), the time the compiled step spends in matrix
+products (``torch.profiler``), and the rate of a 2048 x 2048 product.
+
+This script is outside the ``gsmoe`` package, so that it does not enter the code
+fingerprint of the run records; nothing in training imports it.  Run from the repository
+root with the virtual environment, after ``prepare`` made the ENZYMES dataset::
+
+    python docs/benchmarks/compiled_step_bound.py --root resources/pyg/ENZYMES --out docs/benchmarks/compiled_step_bound.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from gsmoe.config import load_config, resolve_run
+from gsmoe.datasets import load_dataset
+from gsmoe.flops import MultiplyAddCounter, dense_rate
+from gsmoe.nn.runtime import keep_freed_memory
+from gsmoe.tasks import train_step
+from gsmoe.train import start_run
+
+EXPERIMENTS = ("baseline", "moe4_softmax", "moe8", "moe16")
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
+
+
+def plain_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The project model's parameters in the plain layout: ``(in, out)`` matrices, the
+    experts of a layer side by side as ``(in, E * out)``."""
+    params = {}
+    for i, conv in enumerate(model.convs):
+        params[f"{i}.wm"] = conv.lin_message.weight.detach().t().contiguous()
+        params[f"{i}.bm"] = conv.lin_message.bias.detach().clone()
+        if conv.update_experts is None:
+            params[f"{i}.we"] = conv.lin_update.weight.detach().t().contiguous()
+            params[f"{i}.be"] = conv.lin_update.bias.detach().clone()
+        else:
+            weight = conv.update_experts.weight.detach()  # (E, in, out)
+            params[f"{i}.we"] = weight.permute(1, 0, 2).reshape(weight.size(1), -1).contiguous()
+            params[f"{i}.be"] = conv.update_experts.bias.detach().reshape(-1).clone()
+            params[f"{i}.wg"] = conv.update_gate.lin.weight.detach().t().contiguous()
+            params[f"{i}.bg"] = conv.update_gate.lin.bias.detach().clone()
+    params["w1"], params["b1"] = model.head[0].weight.detach().t().contiguous(), model.head[0].bias.detach().clone()
+    params["w2"], params["b2"] = model.head[2].weight.detach().t().contiguous(), model.head[2].bias.detach().clone()
+    return {name: p.requires_grad_() for name, p in params.items()}
+
+
+def plain_loss(p: dict[str, torch.Tensor], x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+               inv_degree: torch.Tensor, batch: torch.Tensor, num_graphs: int, y: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The NLL loss of the dense-gated model, as plain tensor code (see the module docstring)."""
+    h = x
+    hidden = p["0.bm"].numel()
+    for i in range(2):
+        message = torch.relu(h @ p[f"{i}.wm"] + p[f"{i}.bm"])
+        agg = torch.zeros(h.size(0), hidden, dtype=h.dtype).index_add_(0, dst, message[src]) * inv_degree
+        x_cat = torch.cat([h, agg], 1)
+        if f"{i}.wg" in p:
+            gate = torch.softmax(x_cat @ p[f"{i}.wg"] + p[f"{i}.bg"], -1)
+            experts = torch.relu(x_cat @ p[f"{i}.we"] + p[f"{i}.be"]).view(h.size(0), -1, hidden)
+            out = (gate.unsqueeze(-1) * experts).sum(1)
+        else:
+            out = torch.relu(x_cat @ p[f"{i}.we"] + p[f"{i}.be"])
+        h = torch.relu(F.normalize(out, p=2.0, dim=-1))
+    index = batch.unsqueeze(-1).expand(-1, hidden)
+    pooled = torch.full((num_graphs, hidden), float("-inf"), dtype=h.dtype).scatter_reduce(0, index, h, "amax")
+    logits = (pooled @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]  # the head has no activation
+    return F.nll_loss(F.log_softmax(logits, -1), y)
+
+
+def plain_inputs(batch: Any) -> tuple:
+    src, dst = batch.edge_index
+    degree = torch.bincount(dst, minlength=batch.num_nodes).clamp_min(1).to(batch.x.dtype).unsqueeze(-1)
+    return batch.x, src, dst, 1.0 / degree, batch.batch, batch.num_graphs, batch.y.view(-1)
+
+
+def check_plain_equals_project(model: torch.nn.Module, batch: Any) -> float:
+    """Loss and gradients of the plain code against the project's model (same parameters,
+    one batch); returns the largest absolute gradient difference."""
+    params = plain_parameters(model)
+    model.zero_grad()
+    out = model(batch)
+    loss = F.nll_loss(out.log_probs, batch.y.view(-1)) + out.aux_loss
+    loss.backward()
+    plain = plain_loss(params, *plain_inputs(batch))
+    plain.backward()
+    torch.testing.assert_close(plain, loss.detach(), rtol=1e-5, atol=1e-6)
+    reference = plain_parameters(_grads_as_parameters(model))
+    worst = 0.0
+    for name, p in params.items():
+        torch.testing.assert_close(p.grad, reference[name].detach(), rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
+        worst = max(worst, float((p.grad - reference[name].detach()).abs().max()))
+    model.zero_grad()
+    return worst
+
+
+def _grads_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose parameters hold its gradients (to map them with
+    :func:`plain_parameters`)."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, source in zip(clone.parameters(), model.parameters()):
+            p.copy_(source.grad)
+    return clone
+
+
+def timed_rounds(variants: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median seconds of one call of each variant over ``rounds`` alternating rounds."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, epoch in variants.items():
+            start = time.perf_counter()
+            epoch()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def product_ms(step: Callable[[], None], steps: int) -> float:
+    """Milliseconds per step that ``step`` spends in matrix products (profiler self time)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for _ in range(steps):
+            step()
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in PRODUCT_OPS) / steps / 1e3
+
+
+def measure(config: dict, dataset: Any, experiment: str, rounds: int) -> dict[str, Any]:
+    run = resolve_run(config, "ENZYMES", experiment, 0)
+    task, model, optimizer = start_run(run, dataset, torch.device("cpu"))
+    model.train()
+    batches = [batch for batch, _ in zip(task.loader, range(15))]
+    worst = check_plain_equals_project(model, batches[0])
+    with MultiplyAddCounter() as counter:
+        train_step(model, optimizer, batches[0])
+    lr, weight_decay = run["training"]["lr"], run["training"]["weight_decay"]
+    inputs = [plain_inputs(batch) for batch in batches]
+
+    def plain_epoch(loss_fn: Callable[..., torch.Tensor], fused: bool) -> Callable[[], None]:
+        params = plain_parameters(model)
+        adam = torch.optim.Adam(params.values(), lr=lr, weight_decay=weight_decay, foreach=not fused, fused=fused)
+
+        def epoch() -> None:
+            for args in inputs:
+                adam.zero_grad()
+                loss_fn(params, *args).backward()
+                adam.step()
+
+        return epoch
+
+    torch.compiler.reset()  # compile for this model alone, as a training process would
+    compiled = torch.compile(plain_loss)  # sizes that change between batches become dynamic
+    variants = {
+        "project": lambda: [train_step(model, optimizer, batch) for batch in batches],
+        "plain": plain_epoch(plain_loss, fused=False),
+        "plain_fused_adam": plain_epoch(plain_loss, fused=True),
+        "compiled_fused_adam": plain_epoch(compiled, fused=True),
+    }
+    start = time.perf_counter()
+    for epoch in variants.values():  # warm-up; compiles the compiled variant
+        epoch()
+    warm_up_s = time.perf_counter() - start
+    per_epoch = timed_rounds(variants, rounds)
+    compiled_products = product_ms(variants["compiled_fused_adam"], 1) / len(batches)
+    return {
+        "experiment": experiment,
+        "multiply_adds": counter.multiply_adds,
+        "ms": {name: seconds / len(batches) * 1e3 for name, seconds in per_epoch.items()},
+        "compiled_products_ms": compiled_products,
+        "worst_grad_diff": worst,
+        "warm_up_s": warm_up_s,
+        "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()),
+    }
+
+
+def report(results: list[dict[str, Any]], peak: float, rounds: int) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# ENZYMES step: the project's against plain, fused-Adam and compiled code",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; commit: {commit}",
+        f"- machine: {platform.machine()}, {torch.get_num_threads()} thread, torch {torch.__version__}, "
+        f"python {platform.python_version()}",
+        f"- dense 2048 x 2048 product: {peak / 1e9:.1f} G multiply-adds/s",
+        f"- {rounds} alternating rounds of one epoch (15 steps of 32 graphs, seed 0) per variant; median ms per step",
+        "",
+        "| experiment | M multiply-adds / step | project ms | plain ms | plain + fused Adam ms "
+        "| compiled + fused Adam ms | project / compiled | project: of the dense rate | compiled: of the dense rate "
+        "| compiled: products ms | products alone at the dense rate ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ms = r["ms"]
+
+        def rate(step_ms: float) -> float:
+            return r["multiply_adds"] / (step_ms / 1e3) / peak
+
+        compiled = ms["compiled_fused_adam"]
+        lines.append(
+            f"| {r['experiment']} | {r['multiply_adds'] / 1e6:.1f} | {ms['project']:.2f} | {ms['plain']:.2f} "
+            f"| {ms['plain_fused_adam']:.2f} | {compiled:.2f} | {ms['project'] / compiled:.2f} "
+            f"| {rate(ms['project']):.0%} | {rate(compiled):.0%} "
+            f"| {r['compiled_products_ms']:.2f} | {r['multiply_adds'] / peak * 1e3:.2f} |"
+        )
+    warm_up = ", ".join(f"{r['experiment']} {r['warm_up_s']:.0f} s" for r in results)
+    lines += [
+        "",
+        "Checks: the plain code's loss and gradients equal the project's on the first batch "
+        f"(largest gradient difference {max(r['worst_grad_diff'] for r in results):.1e}); "
+        f"graph breaks of the compiled code: {results[-1]['graph_breaks']}; "
+        f"warm-up incl. compilation: {warm_up}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, help="the prepared ENZYMES folder (resources/pyg/ENZYMES)")
+    parser.add_argument("--config", default="config.yaml")
+    parser.add_argument("--experiments", nargs="+", default=EXPERIMENTS, choices=EXPERIMENTS)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--out", type=Path, help="also write the report here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    config = load_config(args.config)
+    first = resolve_run(config, "ENZYMES", args.experiments[0], 0)
+    dataset = load_dataset(first["source"], first["pyg_name"], Path(args.root))
+    peak = dense_rate()
+    results = [measure(config, dataset, experiment, args.rounds) for experiment in args.experiments]
+    text = report(results, peak, args.rounds)
+    print(text)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
