@@ -1,4 +1,4 @@
-"""How fast an ENZYMES training step of the dense-gated models could run on this CPU with
+r"""How fast an ENZYMES training step of the dense-gated models could run on this CPU with
 PyTorch's own means (issue #18): the project's step next to the same model written as
 plain tensor code, run eagerly, with Adam's fused step, and compiled by ``torch.compile``
 without graph breaks.
@@ -22,7 +22,8 @@ This script is outside the ``gsmoe`` package, so that it does not enter the code
 fingerprint of the run records; nothing in training imports it.  Run from the repository
 root with the virtual environment, after ``prepare`` made the ENZYMES dataset::
 
-    python docs/benchmarks/compiled_step_bound.py --root resources/pyg/ENZYMES --out docs/benchmarks/compiled_step_bound.md
+    python docs/benchmarks/compiled_step_bound.py --root resources/pyg/ENZYMES \
+        --out docs/benchmarks/compiled_step_bound.md
 """
 
 from __future__ import annotations
@@ -51,25 +52,29 @@ EXPERIMENTS = ("baseline", "moe4_softmax", "moe8", "moe16")
 PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
 
 
-def plain_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The project model's parameters in the plain layout: ``(in, out)`` matrices, the
-    experts of a layer side by side as ``(in, E * out)``."""
+def plain_parameters(model: torch.nn.Module, gradients: bool = False) -> dict[str, torch.Tensor]:
+    """The project model's parameters (or, with ``gradients``, their gradients) in the plain
+    layout: ``(in, out)`` matrices, the experts of a layer side by side as ``(in, E * out)``."""
+
+    def value(p: torch.Tensor) -> torch.Tensor:
+        return (p.grad if gradients else p).detach()
+
     params = {}
     for i, conv in enumerate(model.convs):
-        params[f"{i}.wm"] = conv.lin_message.weight.detach().t().contiguous()
-        params[f"{i}.bm"] = conv.lin_message.bias.detach().clone()
+        message = conv.lin_message
+        params[f"{i}.wm"], params[f"{i}.bm"] = value(message.weight).t(), value(message.bias)
         if conv.update_experts is None:
-            params[f"{i}.we"] = conv.lin_update.weight.detach().t().contiguous()
-            params[f"{i}.be"] = conv.lin_update.bias.detach().clone()
+            update = conv.lin_update
+            params[f"{i}.we"], params[f"{i}.be"] = value(update.weight).t(), value(update.bias)
         else:
-            weight = conv.update_experts.weight.detach()  # (E, in, out)
-            params[f"{i}.we"] = weight.permute(1, 0, 2).reshape(weight.size(1), -1).contiguous()
-            params[f"{i}.be"] = conv.update_experts.bias.detach().reshape(-1).clone()
-            params[f"{i}.wg"] = conv.update_gate.lin.weight.detach().t().contiguous()
-            params[f"{i}.bg"] = conv.update_gate.lin.bias.detach().clone()
-    params["w1"], params["b1"] = model.head[0].weight.detach().t().contiguous(), model.head[0].bias.detach().clone()
-    params["w2"], params["b2"] = model.head[2].weight.detach().t().contiguous(), model.head[2].bias.detach().clone()
-    return {name: p.requires_grad_() for name, p in params.items()}
+            weight = value(conv.update_experts.weight)  # (E, in, out)
+            params[f"{i}.we"] = weight.permute(1, 0, 2).reshape(weight.size(1), -1)
+            params[f"{i}.be"] = value(conv.update_experts.bias).reshape(-1)
+            gate = conv.update_gate.lin
+            params[f"{i}.wg"], params[f"{i}.bg"] = value(gate.weight).t(), value(gate.bias)
+    params["w1"], params["b1"] = value(model.head[0].weight).t(), value(model.head[0].bias)
+    params["w2"], params["b2"] = value(model.head[2].weight).t(), value(model.head[2].bias)
+    return {name: p.contiguous().clone().requires_grad_(not gradients) for name, p in params.items()}
 
 
 def plain_loss(p: dict[str, torch.Tensor], x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
@@ -111,25 +116,13 @@ def check_plain_equals_project(model: torch.nn.Module, batch: Any) -> float:
     plain = plain_loss(params, *plain_inputs(batch))
     plain.backward()
     torch.testing.assert_close(plain, loss.detach(), rtol=1e-5, atol=1e-6)
-    reference = plain_parameters(_grads_as_parameters(model))
+    reference = plain_parameters(model, gradients=True)
     worst = 0.0
     for name, p in params.items():
-        torch.testing.assert_close(p.grad, reference[name].detach(), rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
-        worst = max(worst, float((p.grad - reference[name].detach()).abs().max()))
+        torch.testing.assert_close(p.grad, reference[name], rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
+        worst = max(worst, float((p.grad - reference[name]).abs().max()))
     model.zero_grad()
     return worst
-
-
-def _grads_as_parameters(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose parameters hold its gradients (to map them with
-    :func:`plain_parameters`)."""
-    import copy
-
-    clone = copy.deepcopy(model)
-    with torch.no_grad():
-        for p, source in zip(clone.parameters(), model.parameters()):
-            p.copy_(source.grad)
-    return clone
 
 
 def timed_rounds(variants: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
