@@ -13,8 +13,8 @@ gradient to float32 tolerance.  The mean over the neighbours is a gather and an
 ``index_add_`` (``torch.compile`` does not trace the project's CSR products).
 
 Each variant keeps its own copy of the parameters and its own optimiser; rounds alternate
-over the variants in one process, and the median per round is reported (the machine is
-shared: compare the ratios).  Also printed: the multiply-adds of a step
+over the variants in one process, and each variant's median over the rounds is reported
+(the machine is shared: compare the ratios).  Also printed: the multiply-adds of a step
 (:class:`gsmoe.flops.MultiplyAddCounter`), the time the compiled step spends in matrix
 products (``torch.profiler``), and the rate of a 2048 x 2048 product.
 
@@ -240,7 +240,7 @@ def main() -> None:
     parser.add_argument("--root", required=True, help="the prepared ENZYMES folder (resources/pyg/ENZYMES)")
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--experiments", nargs="+", default=EXPERIMENTS, choices=EXPERIMENTS)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args()
     torch.set_num_threads(1)
