@@ -15,8 +15,11 @@ gradient to float32 tolerance.  The mean over the neighbours is a gather and an
 Each variant keeps its own copy of the parameters and its own optimiser; rounds alternate
 over the variants in one process, and each variant's median over the rounds is reported
 (the machine is shared: compare the ratios).  Also printed: the multiply-adds of a step
-(:class:`gsmoe.flops.MultiplyAddCounter`), the time the compiled step spends in matrix
-products (``torch.profiler``), and the rate of a 2048 x 2048 product.
+(:class:`gsmoe.flops.MultiplyAddCounter`), the time the project's and the compiled step
+spend in matrix products (``torch.profiler``), the project's whole training epoch, the
+rate of a 2048 x 2048 product, and how far the compiled code's gradients are from the
+eager code's (compiling changes a run's numbers when they differ).  Compilation starts
+from an empty cache.
 
 This script is outside the ``gsmoe`` package, so that it does not enter the code
 fingerprint of the run records; nothing in training imports it.  Run from the repository
@@ -30,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,6 +175,7 @@ def measure(config: dict, dataset: Any, experiment: str, rounds: int) -> dict[st
         return epoch
 
     torch.compiler.reset()  # compile for this model alone, as a training process would
+    breaks_before = sum(torch._dynamo.utils.counters["graph_break"].values())
     compiled = torch.compile(plain_loss)  # sizes that change between batches become dynamic
     variants = {
         "project": lambda: [train_step(model, optimizer, batch) for batch in batches],
@@ -181,55 +187,87 @@ def measure(config: dict, dataset: Any, experiment: str, rounds: int) -> dict[st
     for epoch in variants.values():  # warm-up; compiles the compiled variant
         epoch()
     warm_up_s = time.perf_counter() - start
+    compiled_grad_diff = compiled_against_eager(model, compiled, inputs[0])
+    # The project's whole training epoch (batching and the loss read-out included, as a run
+    # trains it) beside its steps alone, to turn the step times into epoch times.
+    variants["project_epoch"] = lambda: task.train_epoch(model, optimizer)
     per_epoch = timed_rounds(variants, rounds)
-    compiled_products = product_ms(variants["compiled_fused_adam"], 1) / len(batches)
     return {
         "experiment": experiment,
         "multiply_adds": counter.multiply_adds,
         "ms": {name: seconds / len(batches) * 1e3 for name, seconds in per_epoch.items()},
-        "compiled_products_ms": compiled_products,
+        "products_ms": {
+            name: product_ms(variants[name], 1) / len(batches) for name in ("project", "compiled_fused_adam")
+        },
         "worst_grad_diff": worst,
+        "compiled_grad_diff": compiled_grad_diff,
         "warm_up_s": warm_up_s,
-        "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()),
+        "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) - breaks_before,
     }
+
+
+def compiled_against_eager(model: torch.nn.Module, compiled: Callable[..., torch.Tensor], args: tuple) -> float:
+    """Largest absolute difference between the compiled and the eager plain code's gradients
+    on one batch (same parameters): whether compiling would change a run's numbers."""
+    grads = []
+    for loss_fn in (plain_loss, compiled):
+        params = plain_parameters(model)
+        loss_fn(params, *args).backward()
+        grads.append([p.grad for p in params.values()])
+    return max(float((a - b).abs().max()) for a, b in zip(*grads))
 
 
 def report(results: list[dict[str, Any]], peak: float, rounds: int) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
         "# ENZYMES step: the project's against plain, fused-Adam and compiled code",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; commit: {commit}",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; commit: {commit}; "
+        f"load average at the end: {load}",
         f"- machine: {platform.machine()}, {torch.get_num_threads()} thread, torch {torch.__version__}, "
         f"python {platform.python_version()}",
         f"- dense 2048 x 2048 product: {peak / 1e9:.1f} G multiply-adds/s",
         f"- {rounds} alternating rounds of one epoch (15 steps of 32 graphs, seed 0) per variant; median ms per step",
+        "- products: profiler self time of the matrix products in one epoch, per step",
+        "- epoch: the project's whole training epoch per step (its steps, the batching and the loss read-out); "
+        "compiled epoch = that less the project's steps plus the compiled steps",
         "",
         "| experiment | M multiply-adds / step | project ms | plain ms | plain + fused Adam ms "
-        "| compiled + fused Adam ms | project / compiled | project: of the dense rate | compiled: of the dense rate "
-        "| compiled: products ms | products alone at the dense rate ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| compiled + fused Adam ms | step: project / compiled | project epoch ms | epoch: project / compiled "
+        "| of the dense rate: project, compiled | products ms: project, compiled | products at the dense rate ms "
+        "| outside the products ms: project, compiled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        ms = r["ms"]
+        ms, products = r["ms"], r["products_ms"]
 
         def rate(step_ms: float) -> float:
             return r["multiply_adds"] / (step_ms / 1e3) / peak
 
-        compiled = ms["compiled_fused_adam"]
+        project, compiled = ms["project"], ms["compiled_fused_adam"]
+        epoch = ms["project_epoch"]
+        compiled_epoch = epoch - project + compiled
         lines.append(
-            f"| {r['experiment']} | {r['multiply_adds'] / 1e6:.1f} | {ms['project']:.2f} | {ms['plain']:.2f} "
-            f"| {ms['plain_fused_adam']:.2f} | {compiled:.2f} | {ms['project'] / compiled:.2f} "
-            f"| {rate(ms['project']):.0%} | {rate(compiled):.0%} "
-            f"| {r['compiled_products_ms']:.2f} | {r['multiply_adds'] / peak * 1e3:.2f} |"
+            f"| {r['experiment']} | {r['multiply_adds'] / 1e6:.1f} | {project:.2f} | {ms['plain']:.2f} "
+            f"| {ms['plain_fused_adam']:.2f} | {compiled:.2f} | {project / compiled:.2f} "
+            f"| {epoch:.2f} | {epoch / compiled_epoch:.2f} "
+            f"| {rate(project):.0%}, {rate(compiled):.0%} "
+            f"| {products['project']:.2f}, {products['compiled_fused_adam']:.2f} "
+            f"| {r['multiply_adds'] / peak * 1e3:.2f} "
+            f"| {project - products['project']:.2f}, {compiled - products['compiled_fused_adam']:.2f} |"
         )
     warm_up = ", ".join(f"{r['experiment']} {r['warm_up_s']:.0f} s" for r in results)
+    compiled_diff = ", ".join(f"{r['experiment']} {r['compiled_grad_diff']:.1e}" for r in results)
+    breaks = ", ".join(f"{r['experiment']} {r['graph_breaks']}" for r in results)
     lines += [
         "",
         "Checks: the plain code's loss and gradients equal the project's on the first batch "
         f"(largest gradient difference {max(r['worst_grad_diff'] for r in results):.1e}); "
-        f"graph breaks of the compiled code: {results[-1]['graph_breaks']}; "
-        f"warm-up incl. compilation: {warm_up}.",
+        "compiled against eager plain code, largest gradient difference on the first batch: "
+        f"{compiled_diff}; "
+        f"graph breaks of the compiled code: {breaks}; "
+        f"warm-up of the four variants, compilation from an empty cache included: {warm_up}.",
         "",
     ]
     return "\n".join(lines)
@@ -243,6 +281,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args()
+    # An empty compile cache, so that the warm-up includes compilation, as in the first
+    # training process on a machine (torch's compiler reads the variable when it compiles).
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="compiled_step_bound_")
     torch.set_num_threads(1)
     keep_freed_memory()
     config = load_config(args.config)

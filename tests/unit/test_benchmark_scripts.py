@@ -41,7 +41,7 @@ def test_plain_code_equals_the_project_model(experiment: str) -> None:
     model_cfg = resolve_run(load_config(ROOT / "config.yaml"), "ENZYMES", experiment, 0)["model"]
     torch.manual_seed(0)
     model = build_model(model_cfg, in_channels=3, num_classes=6, task="graph")
-    with torch.no_grad():  # the config's zero router init would leave the gates uniform
+    with torch.no_grad():  # away from the initial values, so that every term of the model matters
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
     model.train()
