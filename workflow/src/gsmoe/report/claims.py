@@ -25,7 +25,7 @@ from gsmoe.report.aggregate import RUN_COLUMNS, RUN_TEXT_COLUMNS, read_csv_keepi
 from gsmoe.report.references import check_references
 from gsmoe.report.design import design_seed_sets
 from gsmoe.report.tables import DASH, format_number, format_p
-from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims, seeds_mark
+from gsmoe.report.verdicts import CONFIRMATORY, NOT_RUN, evaluate_claims, seeds_mark, verdict_notes
 
 __all__ = ["render_markdown", "write_claims"]
 
@@ -50,14 +50,9 @@ def _difference(row: Mapping[str, Any]) -> str:
 
 
 def _verdict(row: Mapping[str, Any], column: str = "verdict") -> str:
-    """The verdict; beside the main one, the seeds it rests on where fewer than the sample's,
-    and the pilot's verdict where a confirmatory sample gave another one."""
-    beside = [seeds_mark(row)] if column == "verdict" else []
-    pilot = row.get(f"pilot_{column}")
-    if isinstance(pilot, str) and pilot and pilot != row[column]:
-        beside.append(f"pilot: {pilot}")
-    beside = [text for text in beside if text]
-    return f"{row[column]} ({'; '.join(beside)})" if beside else str(row[column])
+    """The verdict, with its notes beside it in parentheses (:func:`verdict_notes`)."""
+    notes = verdict_notes(row, column)
+    return f"{row[column]} ({'; '.join(notes)})" if notes else str(row[column])
 
 
 def _seeds_needed(row: Mapping[str, Any], cap: int) -> str:

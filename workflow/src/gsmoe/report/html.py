@@ -31,7 +31,7 @@ from gsmoe.io import atomic_open
 from gsmoe.protocols import STANDARD_METRIC
 from gsmoe.report.aggregate import SUMMARY_COLUMNS, read_csv_keeping_names
 from gsmoe.report.tables import DASH, METRIC_NAMES, TableGrid, format_mean_std, format_number, format_p, format_paper, metric_name, table_grid
-from gsmoe.report.verdicts import seeds_mark
+from gsmoe.report.verdicts import verdict_notes
 
 __all__ = [
     "CLAIMS_HTML_COLUMNS",
@@ -270,13 +270,9 @@ def _verdict_html(verdict: str) -> str:
 
 
 def _row_verdict_html(row: Mapping[str, Any]) -> str:
-    """The row's verdict; below it, the seeds it rests on where fewer than the sample's, and
-    the pilot's verdict where a confirmatory sample changed it."""
-    verdict, pilot = str(row["verdict"]), row["pilot_verdict"]
-    below = [seeds_mark(row)]
-    if not _is_missing(pilot) and str(pilot) not in ("", verdict):
-        below.append(f"pilot: {pilot}")
-    return _verdict_html(verdict) + "".join(f'<br><span class="note">{escape(text)}</span>' for text in below if text)
+    """The row's verdict, and its notes below it (:func:`verdict_notes`)."""
+    notes = "".join(f'<br><span class="note">{escape(note)}</span>' for note in verdict_notes(row))
+    return _verdict_html(str(row["verdict"])) + notes
 
 
 def read_claims_csv(claims_csv: str | Path) -> pd.DataFrame:

@@ -95,6 +95,7 @@ __all__ = [
     "evaluate_claims",
     "paired_tests",
     "seeds_mark",
+    "verdict_notes",
 ]
 
 #: The expectations :func:`decide` knows (the schema's ``claim_expectation`` enum).
@@ -197,6 +198,18 @@ def seeds_mark(row: Mapping[str, Any]) -> str:
     if row["verdict"] == NOT_RUN or int(row["n"]) >= int(row["n_sample"]):
         return ""
     return f"{int(row['n'])} of {int(row['n_sample'])} seeds"
+
+
+def verdict_notes(row: Mapping[str, Any], column: str = "verdict") -> list[str]:
+    """What the reports print beside the verdict ``column`` (``verdict`` or ``verdict_holm``)
+    of a row of ``claims.csv``: for the main verdict the seeds it rests on where fewer than
+    the sample's (:func:`seeds_mark`), and the pilot's verdict where a confirmatory sample
+    gave another one."""
+    notes = [seeds_mark(row)] if column == "verdict" else []
+    pilot = row.get(f"pilot_{column}")
+    if isinstance(pilot, str) and pilot and pilot != row[column]:
+        notes.append(f"pilot: {pilot}")
+    return [note for note in notes if note]
 
 
 def _tested_row(
