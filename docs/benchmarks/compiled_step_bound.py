@@ -46,6 +46,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gsmoe.bench.runs import PRODUCT_OPS
 from gsmoe.config import load_config, resolve_run
 from gsmoe.datasets import load_dataset
 from gsmoe.flops import MultiplyAddCounter, dense_rate
@@ -54,7 +55,6 @@ from gsmoe.tasks import train_step
 from gsmoe.train import start_run
 
 EXPERIMENTS = ("baseline", "moe4_softmax", "moe8", "moe16")
-PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
 
 
 def plain_parameters(model: torch.nn.Module, gradients: bool = False) -> dict[str, torch.Tensor]:
