@@ -118,6 +118,14 @@ def claim(cid: str, a: str, b: str, expect: str | None = "greater", **over: Any)
     return entry
 
 
+def claims_md(tmp_path: Path, runs: pd.DataFrame, cfg: dict) -> str:
+    """``claims.md`` as :func:`write_claims` writes it from ``runs`` (through a ``runs.csv``)."""
+    runs_csv = tmp_path / "runs.csv"
+    runs.to_csv(runs_csv, index=False)
+    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
+    return (tmp_path / "c.md").read_text(encoding="utf-8")
+
+
 def verdicts(df: pd.DataFrame, cid: str, dataset: str = "Cora") -> set[str]:
     """Verdicts of one claim on one dataset over both protocols."""
     return set(df[(df["claim"] == cid) & (df["dataset"] == dataset)]["verdict"])
@@ -262,20 +270,14 @@ def test_no_common_seed_decides_nothing(tmp_path: Path) -> None:
     row = df.iloc[0]
     assert row["n"] == 0 and (row["n_a"], row["n_b"]) == (4, 3) and math.isnan(row["diff"])
     assert row["note"].startswith("no seed in common; paired on 0 common seeds")
-    runs_csv = tmp_path / "runs.csv"
-    runs.to_csv(runs_csv, index=False)
-    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
-    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    text = claims_md(tmp_path, runs, cfg)
     assert "| -- | -- | inconclusive (0 of 10 seeds) | -- | -- | inconclusive (0 of 10 seeds) |" in text  # no "-- [--, --]"
 
 
 def test_one_pair_prints_the_difference_without_an_interval(tmp_path: Path) -> None:
     runs = frame(run_rows("Cora", "base", 0.5, seeds=[0]), run_rows("Cora", "win", 0.6, seeds=[0]))
     cfg = config(claim("c", "win", "base", datasets=["Cora"]), seeds=[0])
-    runs_csv = tmp_path / "runs.csv"
-    runs.to_csv(runs_csv, index=False)
-    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
-    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    text = claims_md(tmp_path, runs, cfg)
     assert "| +0.102 | -- | inconclusive |" in text and "[--, --]" not in text
 
 
@@ -401,10 +403,7 @@ def test_confirmatory_verdicts_not_pooled_and_pilot_beside(tmp_path: Path) -> No
     assert df["diff"].to_numpy() == pytest.approx(np.full(2, 0.05 + np.mean([s % 3 for s in seeds[10:]]) * 0.001))
     assert set(df["verdict"]) == {"holds"} and set(df["pilot_verdict"]) == {"inconclusive"}
     assert set(df["pilot_verdict_holm"]) == {"inconclusive"}
-    runs_csv = tmp_path / "runs.csv"
-    confirmatory_runs().to_csv(runs_csv, index=False)
-    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
-    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    text = claims_md(tmp_path, confirmatory_runs(), cfg)
     assert "Verdicts are computed on the confirmatory seeds 10-19 alone" in text
     assert "| holds (pilot: inconclusive) | holds (pilot: inconclusive) |" in text
 
@@ -420,10 +419,7 @@ def test_a_row_whose_confirmatory_seeds_did_not_run_shows_the_pilots_verdict(tmp
     df = evaluate_claims(runs, cfg)
     enzymes = df[df["dataset"] == "ENZYMES"]
     assert set(enzymes["verdict"]) == {"not run"} and set(enzymes["pilot_verdict"]) == {"holds"}
-    runs_csv = tmp_path / "runs.csv"
-    runs.to_csv(runs_csv, index=False)
-    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
-    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    text = claims_md(tmp_path, runs, cfg)
     assert "| win vs base | ENZYMES | +0.030 | -- | -- | not run (pilot: holds) | -- | -- | not run (pilot: holds) |" in text
 
 
@@ -435,17 +431,12 @@ def test_a_partial_confirmatory_sample_says_how_many_seeds_each_verdict_rests_on
     cfg = config(claim("c", "win", "base", datasets=["Cora"]), seeds=seeds, claims_design={"confirmatory_seeds": seeds[10:]})
     df = evaluate_claims(runs, cfg)
     assert (df["n"] == 5).all() and (df["n_sample"] == 10).all()
-    runs_csv = tmp_path / "runs.csv"
-    runs.to_csv(runs_csv, index=False)
-    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
-    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    text = claims_md(tmp_path, runs, cfg)
     assert "| 0.031 | holds (5 of 10 seeds; pilot: inconclusive) |" in text  # summary, both protocols
     assert "| holds (5 of 10 seeds; pilot: inconclusive) | holds (pilot: inconclusive) |  |" in text  # Holm: no mark
     assert "**Runs are missing**" in text and "the Holm verdicts are provisional" in text
     # the complete sample: no mark, no warning
-    confirmatory_runs().to_csv(runs_csv, index=False)
-    write_claims(str(runs_csv), cfg, str(tmp_path / "c.md"), str(tmp_path / "c.csv"))
-    text = (tmp_path / "c.md").read_text(encoding="utf-8")
+    text = claims_md(tmp_path, confirmatory_runs(), cfg)
     assert "seeds;" not in text and "Runs are missing" not in text
 
 
